@@ -1,0 +1,3 @@
+from stream_wfm.cli.main import main
+
+raise SystemExit(main())

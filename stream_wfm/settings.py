@@ -1,0 +1,171 @@
+"""Service settings, read from ``STREAM_WFM_*`` environment variables and ``.env``.
+
+Names follow SPEC section 1 and 8. Any librdkafka property passes through as
+``STREAM_WFM_KAFKA__<NAME>`` with the property's dots written as underscores
+(``STREAM_WFM_KAFKA__SECURITY_PROTOCOL=SASL_SSL`` → ``security.protocol``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_wfm.errors import SettingsError
+
+ENV_PREFIX = "STREAM_WFM_"
+DEFAULT_RETRY_BACKOFF = "10s,1m,10m,1h"
+_DELAY = re.compile(r"^([1-9][0-9]*)([smh])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+# librdkafka properties that hold credentials: never logged.
+SECRET_KAFKA_KEYS = frozenset(
+    {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+)
+
+
+def parse_backoff(value: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``"10s,1m,10m,1h"`` into ``(("10s", 10), ("1m", 60), ...)``.
+
+    Each tier is ``N`` followed by ``s``, ``m`` or ``h``; tiers must not decrease.
+    """
+    tiers: list[tuple[str, int]] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        match = _DELAY.match(item)
+        if match is None:
+            raise ValueError(f"tier {item!r} is not of the form Ns, Nm or Nh (e.g. 10s,1m,10m,1h)")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if tiers and seconds < tiers[-1][1]:
+            raise ValueError(f"tier {item!r} is shorter than the tier before it")
+        tiers.append((item, seconds))
+    if not tiers:
+        raise ValueError("at least one tier is required")
+    if len({name for name, _ in tiers}) != len(tiers):
+        raise ValueError("tiers must be distinct")
+    return tuple(tiers)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Frozen: build a new one to change it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; unset starts the embedded development broker.",
+    )
+    group_id: str = Field(default="stream-wfm", min_length=1, description="Consumer group id.")
+    agent_events_topic: str = Field(default="wfm.agent-events", min_length=1)
+    call_events_topic: str = Field(default="wfm.call-events", min_length=1)
+    config_topic: str = Field(default="wfm.integrations", min_length=1)
+    retry_topic_prefix: str = Field(default="wfm.webhooks.retry", min_length=1)
+    dlq_topic: str = Field(default="wfm.webhooks.dlq", min_length=1)
+    retry_backoff: str = Field(
+        default=DEFAULT_RETRY_BACKOFF, description="Retry tiers, e.g. 10s,1m,10m,1h."
+    )
+    topic_partitions: int = Field(
+        default=6, ge=1, le=1000, description="Partitions for `topics create` (input topics)."
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="Replication factor for `topics create`."
+    )
+    kafka: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties passed to every client (STREAM_WFM_KAFKA__<NAME>).",
+    )
+
+    # --- Delivery ----------------------------------------------------------
+    allow_private_destinations: bool = Field(
+        default=False, description="Allow webhooks to loopback/private/link-local addresses."
+    )
+    http_transport: Literal["aiohttp"] = Field(
+        default="aiohttp", description="HTTP client used for webhooks."
+    )
+    max_in_flight: int = Field(
+        default=256, ge=1, le=10_000, description="Webhook requests in flight, overall."
+    )
+    max_in_flight_per_host: int = Field(
+        default=64, ge=1, le=10_000, description="Webhook requests in flight per destination host."
+    )
+    lanes: int = Field(
+        default=512, ge=1, le=100_000, description="Ordered delivery lanes (per-agent order)."
+    )
+    max_buffered_events: int = Field(
+        default=20_000, ge=100, description="Pause input partitions above this many pending events."
+    )
+    shutdown_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds to drain and commit on SIGTERM."
+    )
+
+    # --- Operations --------------------------------------------------------
+    http_host: str = Field(default="0.0.0.0", description="Bind address of /metrics, /healthz.")
+    http_port: int = Field(default=9108, ge=0, le=65535, description="Port of /metrics, /healthz.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+    # --- Console -----------------------------------------------------------
+    console_host: str = Field(default="0.0.0.0", description="Bind address of the console.")
+    console_port: int = Field(default=9109, ge=0, le=65535, description="Port of the console.")
+    console_username: str = Field(default="admin", min_length=1)
+    console_password: SecretStr | None = Field(default=None, description="Required by console.")
+    console_secret_key: SecretStr | None = Field(
+        default=None, description="Key signing console sessions; random per start when unset."
+    )
+
+    @field_validator("retry_backoff")
+    @classmethod
+    def _check_backoff(cls, value: str) -> str:
+        parse_backoff(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka", mode="after")
+    @classmethod
+    def _dotted_kafka_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key.lower().replace("_", "."): str(item) for key, item in value.items()}
+
+    @property
+    def retry_tiers(self) -> tuple[tuple[str, int], ...]:
+        """``((name, seconds), ...)`` of the retry tiers."""
+        return parse_backoff(self.retry_backoff)
+
+    def retry_topics(self) -> list[str]:
+        return [f"{self.retry_topic_prefix}.{name}" for name, _ in self.retry_tiers]
+
+    def kafka_for_logs(self) -> dict[str, str]:
+        """The pass-through properties with credentials masked."""
+        return {k: ("***" if k in SECRET_KAFKA_KEYS else v) for k, v in self.kafka.items()}
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    head = str(loc[0]) if loc else "?"
+    rest = "__".join(str(part) for part in loc[1:])
+    name = f"{ENV_PREFIX}{head.upper()}"
+    return f"{name}__{rest.upper()}" if rest else name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; an invalid one raises :class:`SettingsError` naming it in one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SettingsError(
+            f"invalid setting {_setting_name(first['loc'])}: {first['msg']}{extra}"
+        ) from None
