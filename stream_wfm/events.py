@@ -1,0 +1,202 @@
+"""Input events: bytes from an input topic → :class:`Event` (SPEC §2).
+
+The field lists of SPEC §2 live here, once, in the spec's order. Decoding is
+pure and cheap: one ``orjson.loads`` and a handful of checks, no model object.
+The decoded JSON object is kept untouched in :attr:`Event.data`; only the
+fields routing and ordering need are lifted out.
+
+A record that is not a JSON object (RFC 8259: no ``NaN``, no invalid UTF-8,
+no byte-order mark) or lacks a required field raises :class:`InvalidEventError`;
+the caller dead-letters it with reason ``invalid_event``. Any other field may
+hold anything: decoding never looks at it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_wfm.errors import StreamWfmError
+
+__all__ = [
+    "AGENT_LOGIN_FIELDS",
+    "AGENT_STATE_FIELDS",
+    "CALL_FIELDS",
+    "LOGIN",
+    "LOGOUT",
+    "MAX_EVENT_ID_LENGTH",
+    "Event",
+    "EventKind",
+    "InvalidEventError",
+    "decode_event",
+    "payload_fields",
+]
+
+#: Agent login / logout (``event_type`` ``LOGIN`` or ``LOGOUT``), in SPEC order.
+AGENT_LOGIN_FIELDS: tuple[str, ...] = (
+    "external_agent_id",
+    "duration",
+    "agent_login_id",
+    "account_id",
+    "event_type",
+    "agent_id",
+    "date_time",
+    "agent_phone",
+    "username",
+    "source_ip",
+)
+
+#: Agent state change, in SPEC order; the last five only while on a call.
+AGENT_STATE_FIELDS: tuple[str, ...] = (
+    "agent_id",
+    "prev_state",
+    "prev_aux_state",
+    "agent_phone",
+    "source_ip",
+    "external_agent_id",
+    "duration",
+    "agent_login_id",
+    "account_id",
+    "event_type",
+    "event_aux_type",
+    "date_time",
+    "pending_disp",
+    "username",
+    "call_id",
+    "call_source_id",
+    "call_source_name",
+    "dnis",
+    "call_type",
+)
+
+#: End call (``ACD-CALL`` inbound, ``VPD-CALL`` outbound), in SPEC order.
+CALL_FIELDS: tuple[str, ...] = (
+    "recording_url",
+    "agent_id",
+    "queue_duration",
+    "agent_disposition",
+    "gate_name",
+    "call_state",
+    "call_duration",
+    "call_id",
+    "external_agent_id",
+    "account_id",
+    "event_type",
+    "gate_id",
+    "call_start",
+    "dnis",
+    "ani",
+    "username",
+)
+
+#: ``event_type`` values of agent login and logout events (matched exactly).
+LOGIN = "LOGIN"
+LOGOUT = "LOGOUT"
+
+#: An ``event_id`` longer than this is ignored (the fallback id is used).
+MAX_EVENT_ID_LENGTH = 200
+
+# An event_id goes into the X-WFM-Event-Id header: printable ASCII, no
+# leading/trailing space, at most MAX_EVENT_ID_LENGTH characters.
+_EVENT_ID = re.compile(rf"[!-~](?:[ -~]{{0,{MAX_EVENT_ID_LENGTH - 2}}}[!-~])?")
+
+
+class EventKind(enum.StrEnum):
+    """Which input topic an event came from."""
+
+    AGENT = "agent"
+    CALL = "call"
+
+
+class InvalidEventError(StreamWfmError):
+    """The record is not a valid event; dead-letter it as ``invalid_event``.
+
+    ``detail`` says why in a few words and never contains the record's bytes.
+    """
+
+    retriable = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"invalid event: {detail}")
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Event:
+    """A decoded input event.
+
+    ``data`` is the decoded JSON object as it came. ``order_key`` names the
+    sequence the event belongs to: ``account_id:agent_id`` for agent events
+    and for call events an agent answered, ``account_id:call:call_id`` for
+    call events without an agent.
+    """
+
+    kind: EventKind
+    account_id: str
+    event_type: str
+    agent_id: str | None
+    call_id: str | None
+    event_id: str
+    data: dict[str, Any]
+    order_key: str
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if type(value) is str and value:
+        return value
+    if value is None and name not in data:
+        raise InvalidEventError(f"missing required field {name}")
+    raise InvalidEventError(f"field {name} is not a non-empty string")
+
+
+def decode_event(value: bytes | None, kind: EventKind, fallback_event_id: str) -> Event:
+    """Decode one input record's value into an :class:`Event`.
+
+    ``fallback_event_id`` (``f"{topic}:{partition}:{offset}"``) is used when
+    the event has no usable ``event_id``: a usable one is a string of 1 to 200
+    printable ASCII characters without leading or trailing spaces (it is sent
+    as a header). Raises :class:`InvalidEventError` and nothing else.
+    """
+    if not value:
+        raise InvalidEventError("empty value")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
+    if type(data) is not dict:
+        raise InvalidEventError("not a JSON object")
+    account_id = _required(data, "account_id")
+    event_type = _required(data, "event_type")
+    raw_id = data.get("event_id")
+    event_id = raw_id if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id) else fallback_event_id
+    if kind is EventKind.AGENT:
+        agent_id = _required(data, "agent_id")
+        return Event(
+            kind, account_id, event_type, agent_id, None, event_id, data,
+            f"{account_id}:{agent_id}",
+        )  # fmt: skip
+    call_id = _required(data, "call_id")
+    raw_agent = data.get("agent_id")
+    if type(raw_agent) is str and raw_agent:
+        return Event(
+            kind, account_id, event_type, raw_agent, call_id, event_id, data,
+            f"{account_id}:{raw_agent}",
+        )  # fmt: skip
+    return Event(
+        kind, account_id, event_type, None, call_id, event_id, data,
+        f"{account_id}:call:{call_id}",
+    )  # fmt: skip
+
+
+def payload_fields(event: Event) -> tuple[str, ...]:
+    """The SPEC §2 field list that the webhook payload of ``event`` uses."""
+    if event.kind is EventKind.CALL:
+        return CALL_FIELDS
+    if event.event_type == LOGIN or event.event_type == LOGOUT:
+        return AGENT_LOGIN_FIELDS
+    return AGENT_STATE_FIELDS
