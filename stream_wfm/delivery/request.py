@@ -1,0 +1,171 @@
+"""Webhook requests (SPEC §5), built from a template compiled once per integration.
+
+:func:`compile_template` turns one integration config and one event kind into
+a :class:`RequestTemplate`: URL, fixed headers (secrets revealed), format and
+limits are worked out there, on config change. :meth:`RequestTemplate.build`
+runs per event and only fills in the payload.
+
+Payload: the SPEC §2 fields of the event's kind, in that order, that the
+event has, with the event's values.
+
+* JSON (``send_body_as_json``): ``POST``, body = the payload as a JSON object.
+* URL-encoded (default): ``POST`` with an empty body; the payload is
+  form-encoded (``urllib.parse.urlencode``) and appended to the configured
+  URL's query with ``&`` (or after ``?`` when it has none). Values: null → the
+  empty string, strings as they are, booleans ``true``/``false``, numbers as
+  Python prints them, objects and arrays as compact JSON.
+
+Headers, in order: the configured headers, ``User-Agent`` (unless configured),
+``Content-Type: application/json`` for JSON (unless configured), then
+``X-WFM-Event-Id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+from stream_wfm import __version__
+from stream_wfm.errors import StreamWfmError
+from stream_wfm.events import Event, EventKind, payload_fields
+from stream_wfm.integrations.model import IntegrationConfig
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "EVENT_ID_HEADER",
+    "RequestTemplate",
+    "UnformattableEventError",
+    "WebhookRequest",
+    "compile_template",
+    "host_key_of",
+    "query_value",
+]
+
+DEFAULT_USER_AGENT: Final = f"stream-wfm/{__version__}"
+EVENT_ID_HEADER: Final = "X-WFM-Event-Id"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+class UnformattableEventError(StreamWfmError):
+    """The event's payload cannot be encoded (e.g. a field nested more deeply
+    than the JSON encoder allows). Not retriable: dead-letter the event with
+    :attr:`reason`."""
+
+    retriable = False
+    reason = "unformattable_event"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"cannot format event: {detail}")
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """One HTTP request to send. ``host_key`` (``scheme://host:port``, lower
+    case) identifies the destination for per-host limits."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    timeout: float
+    host_key: str
+    event_id: str
+
+
+def host_key_of(url: str) -> str:
+    """``scheme://host:port`` of an http(s) URL, lower case, default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return f"{scheme}://{host}:{port}"
+
+
+def query_value(value: Any) -> str:
+    """A payload value as it goes into the query string (before percent-encoding)."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+class RequestTemplate:
+    """Everything about a webhook request that does not depend on the event."""
+
+    __slots__ = ("as_json", "headers", "host_key", "kind", "query_prefix", "timeout", "url")
+
+    def __init__(
+        self,
+        kind: EventKind,
+        url: str,
+        headers: tuple[tuple[str, str], ...],
+        as_json: bool,
+        timeout: float,
+    ) -> None:
+        self.kind = kind
+        self.url = url
+        self.headers = headers
+        self.as_json = as_json
+        self.timeout = timeout
+        self.host_key = host_key_of(url)
+        # What goes between the URL and the encoded payload.
+        has_query = bool(urlsplit(url).query)
+        if url.endswith("?") or (has_query and url.endswith("&")):
+            self.query_prefix = url
+        elif has_query:
+            self.query_prefix = url + "&"
+        else:
+            self.query_prefix = url + "?"
+
+    def __repr__(self) -> str:  # never show header values
+        names = [name for name, _ in self.headers]
+        return f"RequestTemplate(kind={self.kind!s}, url={self.url!r}, header_names={names!r})"
+
+    def build(self, event: Event) -> WebhookRequest:
+        """The request for ``event``; raises :class:`UnformattableEventError`
+        when a value cannot be encoded."""
+        data = event.data
+        fields = payload_fields(event)
+        headers = (*self.headers, (EVENT_ID_HEADER, event.event_id))
+        try:
+            if self.as_json:
+                body = orjson.dumps({name: data[name] for name in fields if name in data})
+                return WebhookRequest(
+                    "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
+                )
+            pairs = [(name, query_value(data[name])) for name in fields if name in data]
+        except orjson.JSONEncodeError as exc:
+            raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
+        url = self.query_prefix + urlencode(pairs) if pairs else self.url
+        return WebhookRequest(
+            "POST", url, headers, b"", self.timeout, self.host_key, event.event_id
+        )
+
+
+def compile_template(
+    cfg: IntegrationConfig, kind: EventKind, user_agent: str = DEFAULT_USER_AGENT
+) -> RequestTemplate | None:
+    """The template for events of ``kind`` under ``cfg``; None when ``cfg`` has
+    no URL for that kind."""
+    url = cfg.url_for(kind)
+    if url is None:
+        return None
+    headers = [(name, secret.get_secret_value()) for name, secret in cfg.headers.items()]
+    configured = {name.lower() for name, _ in headers}
+    if "user-agent" not in configured:
+        headers.append(("User-Agent", user_agent))
+    if cfg.send_body_as_json and "content-type" not in configured:
+        headers.append(("Content-Type", "application/json"))
+    return RequestTemplate(kind, url, tuple(headers), cfg.send_body_as_json, cfg.timeout_seconds)

@@ -1,0 +1,91 @@
+"""Which events are sent: SPEC §4, as one pure function.
+
+:func:`decide` returns ``None`` when the event is to be sent, else the reason
+it is filtered out, one of :data:`FILTER_REASONS` (the ``reason`` label of
+``stream_wfm_events_filtered_total``). Checks run in this order: no config,
+disabled, no URL for the event's kind, then the event-type selection.
+
+``LOGIN`` and ``LOGOUT`` are matched exactly (the platform sends them in
+upper case); every other agent event is a state change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
+from stream_wfm.integrations.model import IntegrationConfig
+
+__all__ = ["DEFAULT_STATES", "FILTER_REASONS", "decide", "is_default_state_event"]
+
+#: The platform's default agent states (SPEC §4).
+DEFAULT_STATES: Final = (
+    "AVAILABLE",
+    "ON BREAK",
+    "AWAY",
+    "LUNCH",
+    "TRAINING",
+    "ENGAGED",
+    "WORKING",
+    "TRANSITION",
+)
+
+#: Every reason :func:`decide` can return.
+FILTER_REASONS: Final = (
+    "no_integration",
+    "disabled",
+    "no_url",
+    "login_not_selected",
+    "logout_not_selected",
+    "state_not_selected",
+    "custom_state_not_selected",
+    "end_call_not_selected",
+)
+
+
+def _normalize(state: str) -> str:
+    """Case, spaces and underscores ignored: ``On Break`` == ``ON_BREAK``."""
+    return state.replace(" ", "").replace("_", "").casefold()
+
+
+_DEFAULT_STATES_NORMALIZED: Final = frozenset(_normalize(state) for state in DEFAULT_STATES)
+
+
+def is_default_state_event(event_type: str, aux: Any) -> bool:
+    """True when a state event with this ``event_type`` and ``event_aux_type``
+    is a default-state event: ``event_type`` is a default state and ``aux`` is
+    missing (None), empty (or only spaces/underscores) or names the same state.
+    A non-string ``aux`` makes it a custom-state event."""
+    state = _normalize(event_type)
+    if state not in _DEFAULT_STATES_NORMALIZED:
+        return False
+    if aux is None:
+        return True
+    if type(aux) is not str:
+        return False
+    aux_state = _normalize(aux)
+    return not aux_state or aux_state == state
+
+
+def decide(event: Event, cfg: IntegrationConfig | None) -> str | None:
+    """``None``: send ``event``; otherwise the filter reason (SPEC §4)."""
+    if cfg is None:
+        return "no_integration"
+    if not cfg.enabled:
+        return "disabled"
+    if event.kind is EventKind.CALL:
+        if cfg.call_event_url is None:
+            return "no_url"
+        return None if cfg.end_call_events else "end_call_not_selected"
+    if cfg.agent_event_url is None:
+        return "no_url"
+    event_type = event.event_type
+    if event_type == LOGIN:
+        return None if cfg.agent_login_events else "login_not_selected"
+    if event_type == LOGOUT:
+        return None if cfg.agent_logout_events else "logout_not_selected"
+    if cfg.send_all_agent_states:
+        return None
+    if is_default_state_event(event_type, event.data.get("event_aux_type")):
+        return None if cfg.agent_states else "state_not_selected"
+    return "custom_state_not_selected"
