@@ -1,0 +1,75 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from typing import NoReturn
+
+from stream_wfm.errors import StreamWfmError
+from stream_wfm.kafka.embedded import EmbeddedBroker
+from stream_wfm.settings import Settings, load_settings
+
+
+class CliError(StreamWfmError):
+    """A command failed; the message is printed as ``error: ...`` and the exit code is 2."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except StreamWfmError as exc:
+        fail(str(exc))
+
+
+def require_bootstrap(settings: Settings) -> Settings:
+    if not settings.bootstrap_servers:
+        fail(
+            "STREAM_WFM_BOOTSTRAP_SERVERS is not set: this command needs the Kafka cluster the "
+            "service uses (the embedded broker lives only inside `stream-wfm run`/`demo`)"
+        )
+    return settings
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, announce: bool = True) -> Iterator[Settings]:
+    """Yield settings with bootstrap servers: the configured ones, or an embedded broker."""
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    with EmbeddedBroker() as broker:
+        if announce:
+            print(
+                f"STREAM_WFM_BOOTSTRAP_SERVERS is not set: started the embedded development "
+                f"broker (Tansu, in memory) on {broker.bootstrap_servers}. Not for production.",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_async(coro: object) -> None:
+    """Run a coroutine on uvloop when installed, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]

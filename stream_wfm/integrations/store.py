@@ -1,0 +1,221 @@
+"""The config store: every integration of the config topic, in memory, followed live.
+
+Every instance reads the whole config topic from the beginning, without a
+consumer group, and keeps following it (SPEC section 3). Tombstones delete,
+invalid records are rejected (log + metric) and the account keeps its last
+valid config. The store is *ready* once every partition has reached its end
+(partition EOF) as of start-up.
+
+A dedicated thread owns the consumer. Each update replaces the account's
+:class:`Entry` in one dict assignment, so readers on the event loop always see
+a consistent config together with its compiled request templates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from stream_wfm import __version__
+from stream_wfm.delivery.request import RequestTemplate, compile_template
+from stream_wfm.events import EventKind
+from stream_wfm.integrations.exceptions import ConfigValidationError
+from stream_wfm.integrations.model import IntegrationConfig, parse_config_record
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"stream-wfm/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One account's integration with its request templates, compiled once."""
+
+    config: IntegrationConfig
+    agent: RequestTemplate | None
+    call: RequestTemplate | None
+
+    @classmethod
+    def compile(cls, config: IntegrationConfig) -> Entry:
+        return cls(
+            config,
+            compile_template(config, EventKind.AGENT, USER_AGENT),
+            compile_template(config, EventKind.CALL, USER_AGENT),
+        )
+
+    def template(self, kind: EventKind) -> RequestTemplate | None:
+        return self.agent if kind is EventKind.AGENT else self.call
+
+
+Listener = Callable[[str, "Entry | None"], None]
+
+
+class ConfigStore:
+    """Follows the config topic; ``get(account_id)`` is safe from any thread."""
+
+    def __init__(
+        self,
+        topic: str,
+        consumer_config: dict[str, Any],
+        *,
+        on_invalid: Callable[[], None] | None = None,
+        on_change: Listener | None = None,
+    ) -> None:
+        self.topic = topic
+        self._consumer_config = consumer_config
+        self._entries: dict[str, Entry] = {}
+        self._on_invalid = on_invalid
+        self._on_change = on_change
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="config-store", daemon=True)
+        self._status = "config store not started"
+        self.records_applied = 0
+        self.last_error: str | None = None
+
+    # --- reading -------------------------------------------------------------
+    def get(self, account_id: str) -> Entry | None:
+        return self._entries.get(account_id)
+
+    def accounts(self) -> dict[str, Entry]:
+        """A snapshot of every account's entry."""
+        return dict(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    # --- lifecycle -----------------------------------------------------------
+    def start(self) -> ConfigStore:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following; safe to call twice."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> ConfigStore:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- the thread ----------------------------------------------------------
+    def _run(self) -> None:
+        consumer = Consumer(self._consumer_config)
+        try:
+            partitions = self._wait_for_topic(consumer)
+            if partitions is None:
+                return
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            pending_eof = set(partitions)
+            self._status = f"reading config topic {self.topic} ({len(pending_eof)} partitions left)"
+            while not self._stop.is_set():
+                for msg in consumer.consume(num_messages=500, timeout=0.2):
+                    err = msg.error()
+                    if err is None:
+                        self._apply(msg)
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        pending_eof.discard(msg.partition())
+                        if not pending_eof and not self._ready.is_set():
+                            self._status = "config loaded"
+                            self._ready.set()
+                            log.info(
+                                "config store ready",
+                                extra={"topic": self.topic, "accounts": len(self._entries)},
+                            )
+                    else:
+                        log.warning("config consumer error", extra={"error": str(err)})
+        finally:
+            consumer.close()
+
+    def _wait_for_topic(self, consumer: Consumer) -> list[int] | None:
+        warned = False
+        while not self._stop.is_set():
+            try:
+                # A plain list_topics() never auto-creates the topic.
+                topics = consumer.list_topics(timeout=5).topics
+            except KafkaException as exc:
+                self._status = f"broker not reachable: {exc.args[0]}"
+                self._stop.wait(1.0)
+                continue
+            meta = topics.get(self.topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return sorted(meta.partitions)
+            self._status = f"config topic {self.topic} does not exist (run: stream-wfm topics create)"
+            if not warned:
+                log.warning("config topic missing", extra={"topic": self.topic})
+                warned = True
+            self._stop.wait(1.0)
+        return None
+
+    def _apply(self, msg: Message) -> None:
+        raw_key = msg.key()
+        value = msg.value()
+        self.records_applied += 1
+        if value is None:
+            if raw_key is None:
+                self._reject(msg, "tombstone without a key")
+                return
+            account_id = raw_key.decode("utf-8", "replace")
+            if self._entries.pop(account_id, None) is not None:
+                log.info("integration deleted", extra={"account_id": account_id})
+            self._notify(account_id, None)
+            return
+        try:
+            config = parse_config_record(raw_key, value)
+        except ConfigValidationError as exc:
+            self._reject(msg, str(exc))
+            return
+        entry = Entry.compile(config)
+        self._entries[config.account_id] = entry
+        log.debug("integration loaded", extra={"account_id": config.account_id})
+        self._notify(config.account_id, entry)
+
+    def _notify(self, account_id: str, entry: Entry | None) -> None:
+        if self._on_change is not None:
+            self._on_change(account_id, entry)
+
+    def _reject(self, msg: Message, why: str) -> None:
+        self.last_error = why
+        key = msg.key()
+        log.warning(
+            "invalid config record rejected; the account keeps its last valid config",
+            extra={
+                "account_id": key.decode("utf-8", "replace") if key else None,
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "error": why,
+            },
+        )
+        if self._on_invalid is not None:
+            self._on_invalid()
+

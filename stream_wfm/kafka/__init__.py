@@ -1,0 +1,1 @@
+"""Kafka plumbing: client configuration, admin, embedded development broker."""

@@ -1,0 +1,248 @@
+"""The consumer thread: the one owner of the group's confluent-kafka ``Consumer``.
+
+It fetches in batches with ``consume(num_messages, timeout)`` and hands each
+batch to the event loop with ``loop.call_soon_threadsafe``. The loop never
+touches the consumer: it posts commands (commit, pause, resume, seek) that
+this thread runs between fetches. Rebalance callbacks run here too; on revoke
+the thread asks the loop to finish the revoked partitions' in-flight work
+(with a deadline), commits what finished, and only then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+class BatchSink(Protocol):
+    """What the event loop side offers the consumer thread (all called on the loop)."""
+
+    def on_batch(self, messages: list[Message]) -> None: ...
+
+    def on_assigned(self, partitions: list[TP]) -> None: ...
+
+    def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
+        """Finish the partitions' work; resolve with their final committable offsets."""
+        ...
+
+
+@dataclass
+class Command:
+    kind: str  # "commit" | "pause" | "resume" | "seek" | "call"
+    partitions: list[TopicPartition] = field(default_factory=list)
+    fn: Callable[[Consumer], None] | None = None
+
+
+class ConsumerThread:
+    """Runs the group consumer on a dedicated thread."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: list[str],
+        loop: asyncio.AbstractEventLoop,
+        sink: BatchSink,
+        *,
+        batch_size: int = 1000,
+        poll_timeout: float = 0.05,
+        revoke_timeout: float = 10.0,
+        on_progress: Callable[[float], None] | None = None,
+        on_commit_result: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._config = {**config, "on_commit": self._on_commit}
+        self._topics = topics
+        self._loop = loop
+        self._sink = sink
+        self._batch_size = batch_size
+        self._poll_timeout = poll_timeout
+        self._revoke_timeout = revoke_timeout
+        self._on_progress = on_progress
+        self._on_commit_result = on_commit_result
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._fetching = threading.Event()
+        self._fetching.set()
+        self._thread = threading.Thread(target=self._run, name="kafka-consumer", daemon=True)
+        self._consumer: Consumer | None = None
+        self.assignment: set[TP] = set()
+        self.committed: dict[TP, int] = {}
+        self.fatal_error: str | None = None
+        self.closed = threading.Event()
+
+    # --- called from the loop -------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def post(self, command: Command) -> None:
+        self._commands.put(command)
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        self.post(Command("commit", [TopicPartition(t, p, o) for (t, p), o in offsets.items()]))
+
+    def pause(self, partitions: list[TP]) -> None:
+        self.post(Command("pause", [TopicPartition(t, p) for t, p in partitions]))
+
+    def resume(self, partitions: list[TP]) -> None:
+        self.post(Command("resume", [TopicPartition(t, p) for t, p in partitions]))
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.post(Command("seek", [TopicPartition(topic, partition, offset)]))
+
+    def stop_fetching(self) -> None:
+        """Stop handing out new batches (shutdown: drain first)."""
+        self._fetching.clear()
+
+    def stop(self, final_offsets: dict[TP, int] | None = None) -> None:
+        """Commit ``final_offsets`` synchronously, close the consumer, join the thread."""
+        if final_offsets:
+            self.commit(final_offsets)
+        self._stop.set()
+
+    async def wait_closed(self, timeout: float) -> bool:
+        return await asyncio.to_thread(self.closed.wait, timeout)
+
+    # --- the thread -------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            consumer = self._consumer = Consumer(self._config)
+            consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked,
+                               on_lost=self._lost)
+            while not self._stop.is_set():
+                self._run_commands(consumer)
+                fetching = self._fetching.is_set()
+                if not fetching and not paused_all:
+                    # Draining for shutdown: keep serving the group (rebalance callbacks run
+                    # inside consume) but hand out nothing new; those records stay uncommitted.
+                    consumer.pause(consumer.assignment())
+                    paused_all = True
+                batch = consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout)
+                if self._on_progress is not None:
+                    self._on_progress(time.time())
+                if batch and fetching:
+                    self._loop.call_soon_threadsafe(self._sink.on_batch, batch)
+            self._run_commands(consumer, synchronous=True)
+        except KafkaException as exc:
+            self.fatal_error = str(exc.args[0])
+            log.error("consumer failed", extra={"error": self.fatal_error})
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()  # leaves the group: partitions move at once
+            self.closed.set()
+
+    def _run_commands(self, consumer: Consumer, synchronous: bool = False) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._execute(consumer, cmd, synchronous)
+            except KafkaException as exc:
+                log.warning("consumer command failed", extra={"command": cmd.kind,
+                                                               "error": str(exc.args[0])})
+
+    def _execute(self, consumer: Consumer, cmd: Command, synchronous: bool) -> None:
+        if cmd.kind == "commit":
+            owned = [tp for tp in cmd.partitions if (tp.topic, tp.partition) in self.assignment]
+            if owned:
+                if synchronous:
+                    consumer.commit(offsets=owned, asynchronous=False)
+                    self._record_commit(owned)
+                else:
+                    consumer.commit(offsets=owned, asynchronous=True)
+        elif cmd.kind == "pause":
+            consumer.pause(cmd.partitions)
+        elif cmd.kind == "resume":
+            consumer.resume(cmd.partitions)
+        elif cmd.kind == "seek":
+            for tp in cmd.partitions:
+                if (tp.topic, tp.partition) in self.assignment:
+                    consumer.seek(tp)
+        elif cmd.kind == "call" and cmd.fn is not None:
+            cmd.fn(consumer)
+
+    def _record_commit(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                self.committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        ok = err is None
+        if ok:
+            self._record_commit(partitions)
+        elif err.code() != KafkaError._NO_OFFSET:
+            log.warning("offset commit failed", extra={"error": str(err)})
+        if self._on_commit_result is not None:
+            self._on_commit_result(ok)
+
+    # --- rebalance callbacks (on this thread, inside consume()) ------------------
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.assignment.update(tps)
+        log.info("partitions assigned", extra={"partitions": _fmt(tps)})
+        self._loop.call_soon_threadsafe(self._sink.on_assigned, tps)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        log.info("partitions revoked; finishing their in-flight events",
+                 extra={"partitions": _fmt(tps)})
+        # Run queued commits first so nothing posted before the revoke is lost.
+        self._run_commands(consumer, synchronous=True)
+        future: concurrent.futures.Future[dict[TP, int]] = concurrent.futures.Future()
+
+        def ask_loop() -> None:
+            inner = self._sink.on_revoked(tps)
+            inner.add_done_callback(lambda f: _chain(f, future))
+
+        try:
+            self._loop.call_soon_threadsafe(ask_loop)
+            offsets = future.result(timeout=self._revoke_timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            offsets = {}
+            log.warning("revoked partitions did not finish in time; uncommitted events will be "
+                        "delivered again by their new owner", extra={"partitions": _fmt(tps)})
+        commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if commit:
+            try:
+                consumer.commit(offsets=commit, asynchronous=False)
+                self._record_commit(commit)
+            except KafkaException as exc:
+                log.warning("commit on revoke failed", extra={"error": str(exc.args[0])})
+        self.assignment.difference_update(tps)
+        for tp in tps:
+            self.committed.pop(tp, None)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning("partitions lost (no commit possible)", extra={"partitions": _fmt(tps)})
+        self.assignment.difference_update(tps)
+        self._loop.call_soon_threadsafe(self._sink.on_revoked, tps)
+
+
+def _chain(
+    source: concurrent.futures.Future[dict[TP, int]],
+    target: concurrent.futures.Future[dict[TP, int]],
+) -> None:
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
+def _fmt(tps: list[TP]) -> str:
+    return ",".join(f"{t}[{p}]" for t, p in sorted(tps))

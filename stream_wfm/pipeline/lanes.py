@@ -1,0 +1,131 @@
+"""Ordered delivery lanes, grouped by destination host (the bulkheads).
+
+Selected events become :class:`Job` objects. Each destination host has up to
+``lanes_per_host`` lanes; a job goes to lane ``hash(order_key) % lanes_per_host``
+of its host, so one agent's events are delivered one after another, in input
+order, while different agents proceed concurrently. A lane is a queue drained
+by one worker coroutine that exists only while the lane has work: there is no
+task per event. A slow or hanging host fills only its own lanes; other hosts'
+lanes keep moving. An overall limit (``max_in_flight``) bounds requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from stream_wfm.delivery.outcome import Outcome
+from stream_wfm.delivery.request import WebhookRequest
+from stream_wfm.delivery.transport import Transport
+
+log = logging.getLogger(__name__)
+
+
+class Job:
+    """One delivery attempt waiting in (or running from) a lane."""
+
+    __slots__ = ("attempt", "context", "order_key", "request")
+
+    def __init__(self, request: WebhookRequest, order_key: str, attempt: int, context: Any) -> None:
+        self.request = request
+        self.order_key = order_key
+        self.attempt = attempt
+        self.context = context  # owned by whoever submitted the job
+
+
+OutcomeHandler = Callable[[Job, Outcome, float], None]
+
+
+class _Host:
+    __slots__ = ("lanes", "queued")
+
+    def __init__(self) -> None:
+        self.lanes: dict[int, deque[Job]] = {}
+        self.queued = 0
+
+
+class Dispatcher:
+    """Routes jobs to per-host ordered lanes and runs them through the transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        on_outcome: OutcomeHandler,
+        *,
+        lanes_per_host: int,
+        max_in_flight: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._transport = transport
+        self._on_outcome = on_outcome
+        self._lanes_per_host = lanes_per_host
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._hosts: dict[str, _Host] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._clock = clock
+        self.queued = 0
+        self.in_flight = 0
+
+    def submit(self, job: Job) -> None:
+        key = job.request.host_key
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host()
+        index = hash(job.order_key) % self._lanes_per_host
+        lane = host.lanes.get(index)
+        self.queued += 1
+        host.queued += 1
+        if lane is not None:
+            lane.append(job)
+            return
+        lane = host.lanes[index] = deque((job,))
+        task = asyncio.get_running_loop().create_task(self._drain(key, host, index, lane))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def host_backlog(self, host_key: str) -> int:
+        host = self._hosts.get(host_key)
+        return 0 if host is None else host.queued
+
+    async def _drain(self, key: str, host: _Host, index: int, lane: deque[Job]) -> None:
+        send = self._transport.send
+        clock = self._clock
+        slots = self._slots
+        try:
+            while lane:
+                job = lane[0]
+                async with slots:
+                    self.in_flight += 1
+                    start = clock()
+                    try:
+                        outcome = await send(job.request)
+                    finally:
+                        self.in_flight -= 1
+                lane.popleft()
+                self.queued -= 1
+                host.queued -= 1
+                try:
+                    self._on_outcome(job, outcome, clock() - start)
+                except Exception:
+                    log.exception("outcome handler failed", extra={"event_id": job.request.event_id})
+        finally:
+            del host.lanes[index]
+            if not host.lanes:
+                self._hosts.pop(key, None)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every lane is empty, at most ``timeout`` seconds; True if empty."""
+        if not self._tasks:
+            return True
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not pending
+
+    async def cancel(self) -> None:
+        """Stop every lane (after a drain deadline); queued jobs stay unfinished."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,396 @@
+"""The event loop side of the pipeline: decode → join config → filter → format → lanes.
+
+Batches from the consumer thread are processed inline (no task per event).
+Filtered events finish at once; selected events become jobs in the ordered
+lanes (:mod:`stream_wfm.pipeline.lanes`); outcomes finish the work, or hand it
+to the retry/dead-letter router and finish it once the broker acknowledged
+the retry or DLQ record. Offsets are committed up to the lowest unfinished
+offset of each partition, every ``commit_interval`` seconds and on revoke.
+
+Retry-topic records arrive through the same consumer: a record not yet due
+pauses its partition and seeks back to it; a timer resumes it at the due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
+
+from stream_wfm.delivery.outcome import Outcome, OutcomeKind
+from stream_wfm.delivery.request import UnformattableEventError
+from stream_wfm.events import EventKind, InvalidEventError, decode_event
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.consumer import TP, Command, ConsumerThread
+from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.offsets import PartitionTracker
+from stream_wfm.pipeline.work import Work
+from stream_wfm.retry.records import InvalidRetryRecordError, SourceRecord, decode_retry_record
+from stream_wfm.retry.router import FailureRouter
+from stream_wfm.routing import decide
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Receives batches, tracks offsets, routes outcomes. Runs on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        store: ConfigStore,
+        dispatcher_factory: Callable[[Callable[[Job, Outcome, float], None]], Dispatcher],
+        router: FailureRouter,
+        metrics: Metrics,
+        topic_kinds: dict[str, EventKind],
+        retry_topics: set[str],
+        max_buffered: int,
+        commit_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher_factory(self._on_outcome)
+        self._router = router
+        self._metrics = metrics
+        self._topic_kinds = topic_kinds
+        self._retry_topics = retry_topics
+        self._high_water = max_buffered
+        self._low_water = max_buffered // 2
+        self._commit_interval = commit_interval
+        self._clock = clock
+        self._consumer: ConsumerThread | None = None
+        self._trackers: dict[TP, PartitionTracker] = {}
+        self._waiting: dict[TP, asyncio.TimerHandle | None] = {}  # retry partitions paused
+        self._revoke_waiters: list[tuple[list[PartitionTracker],
+                                         concurrent.futures.Future[dict[TP, int]]]] = []
+        self._backpressure = False
+        self._closing = False
+        self._commit_task: asyncio.Task[None] | None = None
+        self.pending = 0
+        # Pre-bound metric children (no label lookup per event).
+        self._consumed = {t: metrics.events_consumed.labels(t) for t in [*topic_kinds, *retry_topics]}
+        self._invalid = {t: metrics.events_invalid.labels(t) for t in [*topic_kinds, *retry_topics]}
+        self._delivered_latency = {k.value: metrics.end_to_end_latency.labels(k.value)
+                                   for k in EventKind}
+        self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
+        self._attempts: dict[tuple[str, str, str], Any] = {}
+        self._filtered: dict[str, Any] = {}
+        self._dropped: dict[str, Any] = {}
+        metrics.pending_events.set_function(lambda: self.pending)
+        metrics.in_flight.set_function(lambda: self._dispatcher.in_flight)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self._dispatcher
+
+    def attach(self, consumer: ConsumerThread) -> None:
+        self._consumer = consumer
+        self._commit_task = asyncio.get_running_loop().create_task(self._commit_periodically())
+
+    # --- consumer thread → loop ---------------------------------------------------------
+    def on_assigned(self, partitions: list[TP]) -> None:
+        for tp in partitions:
+            self._trackers[tp] = PartitionTracker(*tp)
+        self._update_assignment_metrics()
+        if self._backpressure and self._consumer is not None:
+            self._consumer.pause([tp for tp in partitions if tp[0] in self._topic_kinds])
+
+    def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
+        future: concurrent.futures.Future[dict[TP, int]] = concurrent.futures.Future()
+        trackers = []
+        for tp in partitions:
+            handle = self._waiting.pop(tp, None)
+            if handle is not None:
+                handle.cancel()
+            tracker = self._trackers.pop(tp, None)
+            if tracker is not None:
+                tracker.revoked = True
+                trackers.append(tracker)
+        self._update_assignment_metrics()
+        self._revoke_waiters.append((trackers, future))
+        self._check_revoke_waiters()
+        return future
+
+    def on_batch(self, messages: list[Message]) -> None:
+        trackers = self._trackers
+        kinds = self._topic_kinds
+        counts: dict[str, int] = {}
+        for msg in messages:
+            if msg.error() is not None:
+                log.warning("consume error", extra={"error": str(msg.error())})
+                continue
+            topic = msg.topic()
+            tp = (topic, msg.partition())
+            tracker = trackers.get(tp)
+            if tracker is None or tp in self._waiting:
+                continue  # revoked, or a retry partition waiting to be due
+            offset = msg.offset()
+            if tracker.next_offset is not None and offset < tracker.next_offset:
+                continue  # fetched again after a seek: already in progress
+            counts[topic] = counts.get(topic, 0) + 1
+            kind = kinds.get(topic)
+            if kind is not None:
+                tracker.add(offset)
+                self.pending += 1
+                self._process_input(msg, tracker, offset, kind)
+            elif not self._process_retry(msg, tracker, offset):
+                continue
+        for topic, n in counts.items():
+            self._consumed[topic].inc(n)
+        if not self._backpressure and self.pending > self._high_water:
+            self._set_backpressure(True)
+
+    # --- processing -----------------------------------------------------------------------
+    def _process_input(
+        self, msg: Message, tracker: PartitionTracker, offset: int, kind: EventKind
+    ) -> None:
+        topic = tracker.topic
+        value = msg.value()
+        ts_type, ts = msg.timestamp()
+        source = SourceRecord(topic, tracker.partition, offset, msg.key(), value,
+                              None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts)
+        try:
+            event = decode_event(value, kind, f"{topic}:{tracker.partition}:{offset}")
+        except InvalidEventError as exc:
+            self._invalid[topic].inc()
+            work = Work(tracker, offset, source, kind, None, 0)
+            self._dead_letter(work, "invalid_event", exc.detail, 0, None, None)
+            return
+        self._route(Work(tracker, offset, source, kind, event, 0), attempt=1)
+
+    def _process_retry(self, msg: Message, tracker: PartitionTracker, offset: int) -> bool:
+        """Handle a retry-topic record; False when its partition now waits (not due)."""
+        try:
+            record = decode_retry_record(msg.value() or b"")
+        except InvalidRetryRecordError as exc:
+            tracker.add(offset)
+            self.pending += 1
+            self._invalid[tracker.topic].inc()
+            source = SourceRecord(tracker.topic, tracker.partition, offset, msg.key(), msg.value(),
+                                  None)
+            self._dead_letter(Work(tracker, offset, source, EventKind.AGENT, None, 0),
+                              "invalid_retry_record",
+                              str(exc), 0, None, None)
+            return True
+        now_ms = int(self._clock() * 1000)
+        if record.due_at_ms > now_ms:
+            self._wait_until_due(tracker, offset, record.due_at_ms)
+            return False
+        self._metrics.retry_lateness.observe((now_ms - record.due_at_ms) / 1000)
+        tracker.add(offset)
+        self.pending += 1
+        source = record.source
+        kind = record.kind
+        try:
+            event = decode_event(source.value, kind,
+                                 f"{source.topic}:{source.partition}:{source.offset}")
+        except InvalidEventError as exc:  # cannot happen for records we wrote; be safe
+            self._dead_letter(Work(tracker, offset, source, kind, None, record.first_attempt_at_ms),
+                              "invalid_event", exc.detail, record.attempt - 1,
+                              record.last_error, record.last_status)
+            return True
+        work = Work(tracker, offset, source, kind, event, record.first_attempt_at_ms)
+        self._route(work, attempt=record.attempt, retry=True)
+        return True
+
+    def _route(self, work: Work, attempt: int, retry: bool = False) -> None:
+        event = work.event
+        assert event is not None
+        entry = self._store.get(event.account_id)
+        reason = decide(event, None if entry is None else entry.config)
+        if reason is not None:
+            if retry:
+                self._count(self._dropped, self._metrics.retries_dropped, reason)
+                log.info("pending retry dropped by current config",
+                         extra={"account_id": event.account_id, "event_id": event.event_id,
+                                "reason": reason})
+            else:
+                self._count(self._filtered, self._metrics.events_filtered, reason)
+            self._finish(work)
+            return
+        assert entry is not None
+        template = entry.template(event.kind)
+        assert template is not None  # decide() filtered events without a URL
+        try:
+            request = template.build(event)
+        except UnformattableEventError as exc:
+            self._dead_letter(work, exc.reason, exc.detail, attempt - 1, None, None)
+            return
+        if work.first_attempt_ms == 0:
+            work.first_attempt_ms = int(self._clock() * 1000)
+        self._dispatcher.submit(Job(request, event.order_key, attempt, work))
+
+    def _on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
+        work: Work = job.context
+        event = work.event
+        assert event is not None
+        kind = event.kind.value
+        self._duration[kind].observe(elapsed)
+        key = (kind, outcome.kind.value, outcome.status_class)
+        child = self._attempts.get(key)
+        if child is None:
+            child = self._attempts[key] = self._metrics.deliveries.labels(*key)
+        child.inc()
+        if outcome.kind is OutcomeKind.DELIVERED:
+            ts = work.source.timestamp_ms
+            if ts is not None:
+                self._delivered_latency[kind].observe(max(0.0, self._clock() - ts / 1000))
+            self._finish(work)
+            return
+        entry = self._store.get(event.account_id)
+        max_retries = 0 if entry is None else entry.config.max_retries
+        log.info(
+            "delivery failed",
+            extra={"account_id": event.account_id, "event_id": event.event_id,
+                   "attempt": job.attempt, "outcome": outcome.kind.value,
+                   "status": outcome.status, "error": outcome.error},
+        )
+        self._settle(work, lambda: self._router.after_failure(work, outcome, job.attempt,
+                                                              max_retries))
+
+    # --- finishing --------------------------------------------------------------------------
+    def _dead_letter(self, work: Work, reason: str, detail: str | None, attempts: int,
+                     last_error: str | None, last_status: int | None) -> None:
+        self._settle(work, lambda: self._router.dead_letter(
+            work, reason, detail, attempts, last_error, last_status))
+
+    def _settle(self, work: Work, produce: Callable[[], asyncio.Future[Any]]) -> None:
+        """Finish ``work`` once the produced retry/DLQ record is acknowledged."""
+
+        def on_ack(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.error(
+                    "could not write retry/DLQ record; trying again in 1 s (the offset stays "
+                    "uncommitted meanwhile)",
+                    extra={"error": None if future.cancelled() else str(future.exception()),
+                           "offset": work.offset, "topic": work.tracker.topic},
+                )
+                asyncio.get_running_loop().call_later(1.0, self._settle, work, produce)
+                return
+            self._finish(work)
+
+        produce().add_done_callback(on_ack)
+
+    def _finish(self, work: Work) -> None:
+        tracker = work.tracker
+        tracker.done(work.offset)
+        self.pending -= 1
+        if self._backpressure and self.pending < self._low_water:
+            self._set_backpressure(False)
+        if tracker.revoked and self._revoke_waiters:
+            self._check_revoke_waiters()
+
+    def _check_revoke_waiters(self) -> None:
+        still = []
+        for trackers, future in self._revoke_waiters:
+            if future.done():
+                continue
+            if self._closing or all(t.in_flight == 0 for t in trackers):
+                offsets = {}
+                for t in trackers:
+                    offset = t.committable()
+                    if offset is not None:
+                        offsets[(t.topic, t.partition)] = offset
+                future.set_result(offsets)
+            else:
+                still.append((trackers, future))
+        self._revoke_waiters = still
+
+    # --- retry partitions waiting for their due time ---------------------------------------
+    def _wait_until_due(self, tracker: PartitionTracker, offset: int, due_at_ms: int) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        tp = (tracker.topic, tracker.partition)
+        consumer.pause([tp])
+        consumer.seek(tracker.topic, tracker.partition, offset)
+        delay = max(0.0, due_at_ms / 1000 - self._clock())
+        self._waiting[tp] = asyncio.get_running_loop().call_later(delay, self._resume_due, tp)
+        self._metrics.paused_partitions.labels("retry_not_due").inc()
+
+    def _resume_due(self, tp: TP) -> None:
+        consumer = self._consumer
+        if consumer is None or tp not in self._waiting:
+            return
+        self._waiting[tp] = None
+        loop = asyncio.get_running_loop()
+
+        def resume(kafka_consumer: Any) -> None:
+            kafka_consumer.resume([TopicPartition(*tp)])
+            # Stop ignoring the partition only after the resume, so that batches fetched
+            # before the seek (already queued to the loop) are still dropped.
+            loop.call_soon_threadsafe(self._stop_waiting, tp)
+
+        consumer.post(Command("call", fn=resume))
+
+    def _stop_waiting(self, tp: TP) -> None:
+        if tp in self._waiting and self._waiting[tp] is None:
+            del self._waiting[tp]
+            self._metrics.paused_partitions.labels("retry_not_due").dec()
+
+    # --- backpressure, commits, metrics -------------------------------------------------------
+    def _set_backpressure(self, on: bool) -> None:
+        self._backpressure = on
+        consumer = self._consumer
+        if consumer is None:
+            return
+        inputs = [tp for tp in self._trackers if tp[0] in self._topic_kinds]
+        if on:
+            log.warning("backpressure: pausing input partitions", extra={"pending": self.pending})
+            consumer.pause(inputs)
+            self._metrics.paused_partitions.labels("backpressure").set(len(inputs))
+        else:
+            log.info("backpressure released: resuming input partitions",
+                     extra={"pending": self.pending})
+            consumer.resume(inputs)
+            self._metrics.paused_partitions.labels("backpressure").set(0)
+
+    def committable_offsets(self) -> dict[TP, int]:
+        offsets = {}
+        for tp, tracker in self._trackers.items():
+            offset = tracker.take_commit()
+            if offset is not None:
+                offsets[tp] = offset
+        return offsets
+
+    def final_offsets(self) -> dict[TP, int]:
+        """Everything committable now (for shutdown), whether or not it moved."""
+        return {tp: o for tp, t in self._trackers.items() if (o := t.committable()) is not None}
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval)
+            offsets = self.committable_offsets()
+            if offsets and self._consumer is not None:
+                self._consumer.commit(offsets)
+
+    async def stop(self) -> None:
+        """Stop committing and timers; later revokes answer at once with what is finished."""
+        self._closing = True
+        self._check_revoke_waiters()
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for handle in self._waiting.values():
+            if handle is not None:
+                handle.cancel()
+
+    def _update_assignment_metrics(self) -> None:
+        per_topic: dict[str, int] = {}
+        for topic, _p in self._trackers:
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic in [*self._topic_kinds, *self._retry_topics]:
+            self._metrics.assigned_partitions.labels(topic).set(per_topic.get(topic, 0))
+
+    @staticmethod
+    def _count(cache: dict[str, Any], counter: Any, reason: str) -> None:
+        child = cache.get(reason)
+        if child is None:
+            child = cache[reason] = counter.labels(reason)
+        child.inc()

@@ -1,0 +1,210 @@
+"""The service: wires the config store, consumer thread, pipeline, lanes, transport,
+retry/DLQ producer and the operator HTTP server, and runs them until stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from stream_wfm.delivery.aiohttp_transport import AiohttpTransport
+from stream_wfm.delivery.transport import Transport
+from stream_wfm.events import EventKind
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.kafka.config import group_consumer_config, producer_config, reader_config
+from stream_wfm.kafka.producer import AsyncProducer
+from stream_wfm.ops.http import bound_port, build_app, start_server
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.consumer import ConsumerThread
+from stream_wfm.pipeline.lanes import Dispatcher
+from stream_wfm.pipeline.processor import Pipeline
+from stream_wfm.retry.router import FailureRouter
+from stream_wfm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The consumer thread must return from a poll at least this often to count as alive.
+LIVENESS_STALL_SECONDS = 60.0
+
+
+def make_transport(settings: Settings) -> Transport:
+    return AiohttpTransport(
+        max_in_flight=settings.max_in_flight,
+        max_in_flight_per_host=settings.max_in_flight_per_host,
+        allow_private_destinations=settings.allow_private_destinations,
+    )
+
+
+class Service:
+    """``async with Service(settings) as svc: await svc.run(stop_event)``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.transport = transport or make_transport(settings)
+        self.store = ConfigStore(
+            settings.config_topic,
+            reader_config(settings, "stream-wfm-config"),
+            on_invalid=self.metrics.config_invalid_records.inc,
+        )
+        self.metrics.config_accounts.set_function(lambda: len(self.store))
+        self.producer = AsyncProducer(producer_config(settings))
+        self._consumer: ConsumerThread | None = None
+        self._pipeline: Pipeline | None = None
+        self._http: web.AppRunner | None = None
+        self._last_progress = time.time()
+        self._joined = False
+        self._stopped = False
+        self.http_port: int | None = None
+
+    # --- health -----------------------------------------------------------------------
+    def liveness(self) -> str | None:
+        stalled = time.time() - self._last_progress
+        if self._consumer is not None and stalled > LIVENESS_STALL_SECONDS:
+            return f"consumer thread made no progress for {stalled:.0f}s"
+        return None
+
+    def readiness(self) -> str | None:
+        if not self.store.ready:
+            return self.store.status
+        consumer = self._consumer
+        if consumer is None:
+            return "consumer not started"
+        if consumer.fatal_error is not None:
+            return f"consumer failed: {consumer.fatal_error}"
+        if not self._joined:
+            return f"consumer has not joined group {self.settings.group_id} yet"
+        return None
+
+    def _progress(self, now: float) -> None:
+        self._last_progress = now
+        self.metrics.last_progress.set(now)
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def start(self) -> Service:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        self.metrics.ready.set_function(lambda: 1.0 if self.readiness() is None else 0.0)
+        app = build_app(self.registry, self.liveness, self.readiness)
+        self._http = await start_server(app, settings.http_host, settings.http_port)
+        self.http_port = bound_port(self._http)
+        self.store.start()
+        await self.producer.start()
+        router = FailureRouter(
+            self.producer,
+            retry_topic_prefix=settings.retry_topic_prefix,
+            tiers=settings.retry_tiers,
+            dlq_topic=settings.dlq_topic,
+            metrics=self.metrics,
+            clock=time.time,
+        )
+        retry_topics = settings.retry_topics()
+        pipeline = self._pipeline = Pipeline(
+            store=self.store,
+            dispatcher_factory=lambda on_outcome: Dispatcher(
+                self.transport,
+                on_outcome,
+                lanes_per_host=min(settings.lanes, settings.max_in_flight_per_host),
+                max_in_flight=settings.max_in_flight,
+                clock=time.perf_counter,
+            ),
+            router=router,
+            metrics=self.metrics,
+            topic_kinds={
+                settings.agent_events_topic: EventKind.AGENT,
+                settings.call_events_topic: EventKind.CALL,
+            },
+            retry_topics=set(retry_topics),
+            max_buffered=settings.max_buffered_events,
+        )
+        # Wait for the config before consuming: an event joined with a config that is not
+        # loaded yet would be filtered as no_integration.
+        await asyncio.to_thread(self._wait_for_config)
+        consumer = self._consumer = ConsumerThread(
+            group_consumer_config(settings),
+            [settings.agent_events_topic, settings.call_events_topic, *retry_topics],
+            loop,
+            _JoinWatch(pipeline, self),
+            revoke_timeout=min(settings.shutdown_timeout, 30.0),
+            on_progress=self._progress,
+            on_commit_result=lambda ok: self.metrics.commits.labels("ok" if ok else "error").inc(),
+        )
+        pipeline.attach(consumer)
+        consumer.start()
+        log.info(
+            "stream-wfm started",
+            extra={"group_id": settings.group_id, "bootstrap_servers": settings.bootstrap_servers,
+                   "http_port": self.http_port, "accounts": len(self.store)},
+        )
+        return self
+
+    def _wait_for_config(self) -> None:
+        while not self.store.wait_ready(5.0):
+            log.info("waiting for the config topic", extra={"status": self.store.status})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        await stop.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Drain in-flight deliveries, commit, close; within the shutdown timeout. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        log.info("stopping: draining in-flight deliveries",
+                 extra={"timeout": self.settings.shutdown_timeout})
+        consumer, pipeline = self._consumer, self._pipeline
+        if consumer is not None and pipeline is not None:
+            consumer.stop_fetching()
+            drained = await pipeline.dispatcher.drain(max(0.0, deadline - time.monotonic() - 2))
+            if not drained:
+                log.warning("shutdown timeout reached; unfinished events stay uncommitted and "
+                            "will be delivered again after restart")
+                await pipeline.dispatcher.cancel()
+            await self.producer.flush(max(0.5, deadline - time.monotonic() - 1))
+            await pipeline.stop()
+            consumer.stop(pipeline.final_offsets())
+            await consumer.wait_closed(max(1.0, deadline - time.monotonic()))
+        await self.producer.stop(1.0)
+        self.store.stop()
+        await self.transport.close()
+        if self._http is not None:
+            await self._http.cleanup()
+        log.info("stopped")
+
+    async def __aenter__(self) -> Service:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class _JoinWatch:
+    """Forwards consumer-thread callbacks to the pipeline and notes the first assignment."""
+
+    def __init__(self, pipeline: Pipeline, service: Service) -> None:
+        self._pipeline = pipeline
+        self._service = service
+        self.on_batch = pipeline.on_batch
+        self.on_revoked = pipeline.on_revoked
+
+    def on_assigned(self, partitions: list[tuple[str, int]]) -> None:
+        self._service._joined = True
+        self._pipeline.on_assigned(partitions)

@@ -1,0 +1,207 @@
+"""Shared fixtures: a session-scoped real Tansu broker, topic/settings factories, receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from confluent_kafka import Producer
+
+from stream_wfm.kafka.admin import create_topics
+from stream_wfm.kafka.embedded import EmbeddedBroker
+from stream_wfm.settings import Settings
+
+# Test clusters: a group's first join takes half of session.timeout.ms on Tansu.
+TEST_KAFKA = {"session_timeout_ms": "2000", "heartbeat_interval_ms": "300"}
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def settings_factory(broker: EmbeddedBroker) -> Callable[..., Settings]:
+    """Settings with unique topic names and group id; the topics are created."""
+
+    def make(**overrides: Any) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "group_id": f"g-{tag}",
+            "agent_events_topic": f"agent-{tag}",
+            "call_events_topic": f"call-{tag}",
+            "config_topic": f"config-{tag}",
+            "retry_topic_prefix": f"retry-{tag}",
+            "dlq_topic": f"dlq-{tag}",
+            "retry_backoff": "1s,2s",
+            "topic_partitions": 4,
+            "allow_private_destinations": True,
+            "http_host": "127.0.0.1",
+            "http_port": 0,
+            "shutdown_timeout": 10.0,
+            "kafka": dict(TEST_KAFKA),
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        create_topics(settings)
+        return settings
+
+    return make
+
+
+def produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def produce_json(settings: Settings, topic: str, events: list[dict[str, Any]]) -> None:
+    produce(
+        settings, topic,
+        [(f"{e.get('account_id')}:{e.get('agent_id') or e.get('call_id')}".encode(),
+          orjson.dumps(e)) for e in events],
+    )  # fmt: skip
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1 that records every request."""
+
+    host: str
+    port: int = 0
+    requests: list[Received] = field(default_factory=list)
+    # Called per request; returns (status, headers) — default 200.
+    respond: Callable[[Received], tuple[int, dict[str, str]]] = lambda _r: (200, {})
+    delay: float = 0.0
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        rec = Received(request.method, request.path, request.query_string,
+                       dict(request.headers), body, time.time())
+        if self.delay:
+            await asyncio.sleep(self.delay)  # simulates a slow endpoint, not synchronisation
+        status, headers = self.respond(rec)
+        self.requests.append(rec)
+        async with self._changed:
+            self._changed.notify_all()
+        return web.Response(status=status, headers=headers, text="ok")
+
+    async def wait_for(self, predicate: Callable[[list[Received]], bool],
+                       timeout: float = 20.0) -> list[Received]:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: predicate(self.requests)), timeout
+                )
+            except TimeoutError:
+                raise AssertionError(
+                    f"receiver condition not met within {timeout}s; got {len(self.requests)} "
+                    f"requests: {[r.path + '?' + r.query for r in self.requests[-5:]]}"
+                ) from None
+        return self.requests
+
+    async def wait_count(self, n: int, timeout: float = 20.0) -> list[Received]:
+        return await self.wait_for(lambda reqs: len(reqs) >= n, timeout)
+
+
+@pytest.fixture
+async def receiver_factory() -> AsyncIterator[Callable[..., Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def make(host: str = "127.0.0.1", **kwargs: Any) -> Receiver:
+        rec = Receiver(host=host, **kwargs)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", rec.handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        rec.port = runner.addresses[0][1]
+        runners.append(runner)
+        return rec
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
+                     what: str = "condition") -> None:
+    """Wait for a condition with a deadline (checked every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Any]:
+    """Every record of ``topic``, read to partition EOF of every partition."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"read-{uuid.uuid4().hex}",
+        "enable.partition.eof": True, "enable.auto.commit": False,
+    })  # fmt: skip
+    try:
+        meta = consumer.list_topics(timeout=5).topics.get(topic)
+        assert meta is not None, f"topic {topic} does not exist"
+        parts = sorted(meta.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        left = set(parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is None:
+                    out.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    left.discard(msg.partition())
+        assert not left, f"partitions {left} of {topic} not read to the end"
+        return out
+    finally:
+        consumer.close()
+
+
+def put_config(settings: Settings, config: dict[str, Any]) -> None:
+    from stream_wfm.integrations.model import validate_config
+    from stream_wfm.integrations.writer import ConfigWriter
+    from stream_wfm.kafka.config import producer_config
+
+    ConfigWriter(settings.config_topic, producer_config(settings)).put(validate_config(config))
+
+
+def delete_config(settings: Settings, account_id: str) -> None:
+    from stream_wfm.integrations.writer import ConfigWriter
+    from stream_wfm.kafka.config import producer_config
+
+    ConfigWriter(settings.config_topic, producer_config(settings)).delete(account_id)
