@@ -145,8 +145,12 @@ class Service:
         consumer.start()
         log.info(
             "stream-wfm started",
-            extra={"group_id": settings.group_id, "bootstrap_servers": settings.bootstrap_servers,
-                   "http_port": self.http_port, "accounts": len(self.store)},
+            extra={
+                "group_id": settings.group_id,
+                "bootstrap_servers": settings.bootstrap_servers,
+                "http_port": self.http_port,
+                "accounts": len(self.store),
+            },
         )
         return self
 
@@ -165,15 +169,19 @@ class Service:
             return
         self._stopped = True
         deadline = time.monotonic() + self.settings.shutdown_timeout
-        log.info("stopping: draining in-flight deliveries",
-                 extra={"timeout": self.settings.shutdown_timeout})
+        log.info(
+            "stopping: draining in-flight deliveries",
+            extra={"timeout": self.settings.shutdown_timeout},
+        )
         consumer, pipeline = self._consumer, self._pipeline
         if consumer is not None and pipeline is not None:
             consumer.stop_fetching()
             drained = await pipeline.dispatcher.drain(max(0.0, deadline - time.monotonic() - 2))
             if not drained:
-                log.warning("shutdown timeout reached; unfinished events stay uncommitted and "
-                            "will be delivered again after restart")
+                log.warning(
+                    "shutdown timeout reached; unfinished events stay uncommitted and "
+                    "will be delivered again after restart"
+                )
                 await pipeline.dispatcher.cancel()
             await self.producer.flush(max(0.5, deadline - time.monotonic() - 1))
             await pipeline.stop()
@@ -190,7 +198,9 @@ class Service:
         return await self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()

@@ -105,8 +105,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        rec = Received(request.method, request.path, request.query_string,
-                       dict(request.headers), body, time.time())
+        rec = Received(
+            request.method,
+            request.path,
+            request.query_string,
+            dict(request.headers),
+            body,
+            time.time(),
+        )
         if self.delay:
             await asyncio.sleep(self.delay)  # simulates a slow endpoint, not synchronisation
         status, headers = self.respond(rec)
@@ -115,8 +121,9 @@ class Receiver:
             self._changed.notify_all()
         return web.Response(status=status, headers=headers, text="ok")
 
-    async def wait_for(self, predicate: Callable[[list[Received]], bool],
-                       timeout: float = 20.0) -> list[Received]:
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 20.0
+    ) -> list[Received]:
         async with self._changed:
             try:
                 await asyncio.wait_for(
@@ -154,8 +161,9 @@ async def receiver_factory() -> AsyncIterator[Callable[..., Any]]:
         await runner.cleanup()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
-                     what: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+) -> None:
     """Wait for a condition with a deadline (checked every 20 ms)."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -123,7 +123,9 @@ class ConfigStore:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -170,7 +172,9 @@ class ConfigStore:
             meta = topics.get(self.topic)
             if meta is not None and meta.error is None and meta.partitions:
                 return sorted(meta.partitions)
-            self._status = f"config topic {self.topic} does not exist (run: stream-wfm topics create)"
+            self._status = (
+                f"config topic {self.topic} does not exist (run: stream-wfm topics create)"
+            )
             if not warned:
                 log.warning("config topic missing", extra={"topic": self.topic})
                 warned = True
@@ -218,4 +222,3 @@ class ConfigStore:
         )
         if self._on_invalid is not None:
             self._on_invalid()
-

@@ -23,7 +23,8 @@ class ConfigWriter:
     def __init__(self, topic: str, producer_config: dict[str, Any]) -> None:
         self.topic = topic
         self._admin_config = {
-            k: v for k, v in producer_config.items()
+            k: v
+            for k, v in producer_config.items()
             if k not in {"enable.idempotence", "acks", "linger.ms", "compression.type"}
         }
         self._producer = Producer(producer_config)

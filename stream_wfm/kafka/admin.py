@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_wfm.kafka.config import common_config
 from stream_wfm.settings import Settings
@@ -29,9 +29,13 @@ def planned_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.call_events_topic, n, {}),
         # Compacted: the latest config per account is kept; tombstones delete.
         TopicSpec(
-            settings.config_topic, 1,
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
-             "delete.retention.ms": "86400000"},
+            settings.config_topic,
+            1,
+            {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": "0",
+                "delete.retention.ms": "86400000",
+            },
         ),
     ]
     for topic in settings.retry_topics():
@@ -57,8 +61,10 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[tuple[str, 
         return results
     new = [
         NewTopic(
-            t.name, num_partitions=t.partitions,
-            replication_factor=settings.topic_replication_factor, config=t.config,
+            t.name,
+            num_partitions=t.partitions,
+            replication_factor=settings.topic_replication_factor,
+            config=t.config,
         )
         for t in wanted
     ]

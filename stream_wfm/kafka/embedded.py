@@ -82,9 +82,7 @@ class EmbeddedBroker:
                 return self
             self.stop()
             self.port = None  # a port already in use makes Tansu exit: pick another
-        raise EmbeddedBrokerError(
-            "embedded broker did not start: " + " | ".join(self._output[-5:])
-        )
+        raise EmbeddedBrokerError("embedded broker did not start: " + " | ".join(self._output[-5:]))
 
     def _drain(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -101,7 +99,7 @@ class EmbeddedBroker:
                 return False
             try:
                 admin.list_topics(timeout=1)
-            except Exception:  # noqa: BLE001 - KafkaException until the listener is up
+            except Exception:
                 time.sleep(0.05)
                 continue
             return proc.poll() is None
@@ -122,7 +120,9 @@ class EmbeddedBroker:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -31,7 +31,9 @@ class AsyncProducer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll_forever, name="kafka-producer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_forever, name="kafka-producer", daemon=True
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> AsyncProducer:
@@ -48,7 +50,7 @@ class AsyncProducer:
         topic: str,
         value: bytes | None,
         key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> asyncio.Future[Message]:
         """Queue a record; the future resolves once the broker acknowledged it."""
         loop = self._loop
@@ -71,15 +73,15 @@ class AsyncProducer:
                 future.set_exception(ProduceError(exc.args[0]))
                 return future
 
-    async def flush(self, timeout: float = 10.0) -> int:
+    async def flush(self, within: float = 10.0) -> int:
         """Wait until queued records are acknowledged; returns how many are still queued."""
-        return int(await asyncio.to_thread(self._producer.flush, timeout))
+        return int(await asyncio.to_thread(self._producer.flush, within))
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, within: float = 10.0) -> None:
         """Flush and stop; safe to call twice."""
         if self._stop.is_set():
             return
-        await self.flush(timeout)
+        await self.flush(within)
         self._stop.set()
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join, 5)
@@ -88,7 +90,9 @@ class AsyncProducer:
         return await self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()

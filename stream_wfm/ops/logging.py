@@ -23,7 +23,8 @@ _CREDENTIAL = re.compile(
     r"(\s*[:=]\s*)(\"?)[^\s\",}]+(?:\s+[^\s\",}]+)?"
 )
 _STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName"}
 )
 
 

@@ -135,13 +135,3 @@ class Metrics:
             f"{p}_last_progress_timestamp_seconds",
             "Unix time the consumer thread last returned from a poll.", registry=registry,
         )
-
-        # Pre-bound children for the hot path.
-        self.filtered_by_reason = {}  # filled lazily by reason name via filtered()
-
-    def filtered(self, reason: str) -> Counter:
-        child = self.filtered_by_reason.get(reason)
-        if child is None:
-            child = self.events_filtered.labels(reason)
-            self.filtered_by_reason[reason] = child
-        return child  # type: ignore[no-any-return]

@@ -111,15 +111,17 @@ class ConsumerThread:
             self.commit(final_offsets)
         self._stop.set()
 
-    async def wait_closed(self, timeout: float) -> bool:
-        return await asyncio.to_thread(self.closed.wait, timeout)
+    async def wait_closed(self, within: float) -> bool:
+        return await asyncio.to_thread(self.closed.wait, within)
 
     # --- the thread -------------------------------------------------------------
     def _run(self) -> None:
         try:
             consumer = self._consumer = Consumer(self._config)
-            consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked,
-                               on_lost=self._lost)
+            consumer.subscribe(
+                self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+            )
+            paused_all = False
             while not self._stop.is_set():
                 self._run_commands(consumer)
                 fetching = self._fetching.is_set()
@@ -136,7 +138,7 @@ class ConsumerThread:
             self._run_commands(consumer, synchronous=True)
         except KafkaException as exc:
             self.fatal_error = str(exc.args[0])
-            log.error("consumer failed", extra={"error": self.fatal_error})
+            log.exception("consumer failed", extra={"error": self.fatal_error})
         finally:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group: partitions move at once
@@ -151,8 +153,10 @@ class ConsumerThread:
             try:
                 self._execute(consumer, cmd, synchronous)
             except KafkaException as exc:
-                log.warning("consumer command failed", extra={"command": cmd.kind,
-                                                               "error": str(exc.args[0])})
+                log.warning(
+                    "consumer command failed",
+                    extra={"command": cmd.kind, "error": str(exc.args[0])},
+                )
 
     def _execute(self, consumer: Consumer, cmd: Command, synchronous: bool) -> None:
         if cmd.kind == "commit":
@@ -183,7 +187,7 @@ class ConsumerThread:
         ok = err is None
         if ok:
             self._record_commit(partitions)
-        elif err.code() != KafkaError._NO_OFFSET:
+        elif err is not None and err.code() != KafkaError._NO_OFFSET:
             log.warning("offset commit failed", extra={"error": str(err)})
         if self._on_commit_result is not None:
             self._on_commit_result(ok)
@@ -197,8 +201,9 @@ class ConsumerThread:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
-        log.info("partitions revoked; finishing their in-flight events",
-                 extra={"partitions": _fmt(tps)})
+        log.info(
+            "partitions revoked; finishing their in-flight events", extra={"partitions": _fmt(tps)}
+        )
         # Run queued commits first so nothing posted before the revoke is lost.
         self._run_commands(consumer, synchronous=True)
         future: concurrent.futures.Future[dict[TP, int]] = concurrent.futures.Future()
@@ -212,8 +217,11 @@ class ConsumerThread:
             offsets = future.result(timeout=self._revoke_timeout)
         except (concurrent.futures.TimeoutError, RuntimeError):
             offsets = {}
-            log.warning("revoked partitions did not finish in time; uncommitted events will be "
-                        "delivered again by their new owner", extra={"partitions": _fmt(tps)})
+            log.warning(
+                "revoked partitions did not finish in time; uncommitted events will be "
+                "delivered again by their new owner",
+                extra={"partitions": _fmt(tps)},
+            )
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if commit:
             try:

@@ -110,17 +110,19 @@ class Dispatcher:
                 try:
                     self._on_outcome(job, outcome, clock() - start)
                 except Exception:
-                    log.exception("outcome handler failed", extra={"event_id": job.request.event_id})
+                    log.exception(
+                        "outcome handler failed", extra={"event_id": job.request.event_id}
+                    )
         finally:
             del host.lanes[index]
             if not host.lanes:
                 self._hosts.pop(key, None)
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until every lane is empty, at most ``timeout`` seconds; True if empty."""
+    async def drain(self, deadline: float) -> bool:
+        """Wait until every lane is empty, at most ``deadline`` seconds; True if empty."""
         if not self._tasks:
             return True
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
         return not pending
 
     async def cancel(self) -> None:

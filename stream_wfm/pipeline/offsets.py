@@ -17,8 +17,15 @@ from collections import deque
 class PartitionTracker:
     """Offsets of one assigned partition, in the order they were consumed."""
 
-    __slots__ = ("_done_early", "_pending", "committed", "next_offset", "partition", "revoked",
-                 "topic")
+    __slots__ = (
+        "_done_early",
+        "_pending",
+        "committed",
+        "next_offset",
+        "partition",
+        "revoked",
+        "topic",
+    )
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic

@@ -67,17 +67,20 @@ class Pipeline:
         self._consumer: ConsumerThread | None = None
         self._trackers: dict[TP, PartitionTracker] = {}
         self._waiting: dict[TP, asyncio.TimerHandle | None] = {}  # retry partitions paused
-        self._revoke_waiters: list[tuple[list[PartitionTracker],
-                                         concurrent.futures.Future[dict[TP, int]]]] = []
+        self._revoke_waiters: list[
+            tuple[list[PartitionTracker], concurrent.futures.Future[dict[TP, int]]]
+        ] = []
         self._backpressure = False
         self._closing = False
         self._commit_task: asyncio.Task[None] | None = None
         self.pending = 0
         # Pre-bound metric children (no label lookup per event).
-        self._consumed = {t: metrics.events_consumed.labels(t) for t in [*topic_kinds, *retry_topics]}
-        self._invalid = {t: metrics.events_invalid.labels(t) for t in [*topic_kinds, *retry_topics]}
-        self._delivered_latency = {k.value: metrics.end_to_end_latency.labels(k.value)
-                                   for k in EventKind}
+        topics = [*topic_kinds, *retry_topics]
+        self._consumed = {t: metrics.events_consumed.labels(t) for t in topics}
+        self._invalid = {t: metrics.events_invalid.labels(t) for t in topics}
+        self._delivered_latency = {
+            k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind
+        }
         self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
         self._attempts: dict[tuple[str, str, str], Any] = {}
         self._filtered: dict[str, Any] = {}
@@ -125,12 +128,13 @@ class Pipeline:
             if msg.error() is not None:
                 log.warning("consume error", extra={"error": str(msg.error())})
                 continue
-            topic = msg.topic()
+            # A message without error always has topic, partition and offset.
+            topic: str = msg.topic()  # type: ignore[assignment]
             tp = (topic, msg.partition())
-            tracker = trackers.get(tp)
+            tracker = trackers.get(tp)  # type: ignore[arg-type]
             if tracker is None or tp in self._waiting:
                 continue  # revoked, or a retry partition waiting to be due
-            offset = msg.offset()
+            offset: int = msg.offset()  # type: ignore[assignment]
             if tracker.next_offset is not None and offset < tracker.next_offset:
                 continue  # fetched again after a seek: already in progress
             counts[topic] = counts.get(topic, 0) + 1
@@ -153,8 +157,14 @@ class Pipeline:
         topic = tracker.topic
         value = msg.value()
         ts_type, ts = msg.timestamp()
-        source = SourceRecord(topic, tracker.partition, offset, msg.key(), value,
-                              None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts)
+        source = SourceRecord(
+            topic,
+            tracker.partition,
+            offset,
+            msg.key(),
+            value,
+            None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        )
         try:
             event = decode_event(value, kind, f"{topic}:{tracker.partition}:{offset}")
         except InvalidEventError as exc:
@@ -172,11 +182,17 @@ class Pipeline:
             tracker.add(offset)
             self.pending += 1
             self._invalid[tracker.topic].inc()
-            source = SourceRecord(tracker.topic, tracker.partition, offset, msg.key(), msg.value(),
-                                  None)
-            self._dead_letter(Work(tracker, offset, source, EventKind.AGENT, None, 0),
-                              "invalid_retry_record",
-                              str(exc), 0, None, None)
+            source = SourceRecord(
+                tracker.topic, tracker.partition, offset, msg.key(), msg.value(), None
+            )
+            self._dead_letter(
+                Work(tracker, offset, source, EventKind.AGENT, None, 0),
+                "invalid_retry_record",
+                str(exc),
+                0,
+                None,
+                None,
+            )
             return True
         now_ms = int(self._clock() * 1000)
         if record.due_at_ms > now_ms:
@@ -188,12 +204,18 @@ class Pipeline:
         source = record.source
         kind = record.kind
         try:
-            event = decode_event(source.value, kind,
-                                 f"{source.topic}:{source.partition}:{source.offset}")
+            event = decode_event(
+                source.value, kind, f"{source.topic}:{source.partition}:{source.offset}"
+            )
         except InvalidEventError as exc:  # cannot happen for records we wrote; be safe
-            self._dead_letter(Work(tracker, offset, source, kind, None, record.first_attempt_at_ms),
-                              "invalid_event", exc.detail, record.attempt - 1,
-                              record.last_error, record.last_status)
+            self._dead_letter(
+                Work(tracker, offset, source, kind, None, record.first_attempt_at_ms),
+                "invalid_event",
+                exc.detail,
+                record.attempt - 1,
+                record.last_error,
+                record.last_status,
+            )
             return True
         work = Work(tracker, offset, source, kind, event, record.first_attempt_at_ms)
         self._route(work, attempt=record.attempt, retry=True)
@@ -207,9 +229,14 @@ class Pipeline:
         if reason is not None:
             if retry:
                 self._count(self._dropped, self._metrics.retries_dropped, reason)
-                log.info("pending retry dropped by current config",
-                         extra={"account_id": event.account_id, "event_id": event.event_id,
-                                "reason": reason})
+                log.info(
+                    "pending retry dropped by current config",
+                    extra={
+                        "account_id": event.account_id,
+                        "event_id": event.event_id,
+                        "reason": reason,
+                    },
+                )
             else:
                 self._count(self._filtered, self._metrics.events_filtered, reason)
             self._finish(work)
@@ -247,18 +274,35 @@ class Pipeline:
         max_retries = 0 if entry is None else entry.config.max_retries
         log.info(
             "delivery failed",
-            extra={"account_id": event.account_id, "event_id": event.event_id,
-                   "attempt": job.attempt, "outcome": outcome.kind.value,
-                   "status": outcome.status, "error": outcome.error},
+            extra={
+                "account_id": event.account_id,
+                "event_id": event.event_id,
+                "attempt": job.attempt,
+                "outcome": outcome.kind.value,
+                "status": outcome.status,
+                "error": outcome.error,
+            },
         )
-        self._settle(work, lambda: self._router.after_failure(work, outcome, job.attempt,
-                                                              max_retries))
+        self._settle(
+            work, lambda: self._router.after_failure(work, outcome, job.attempt, max_retries)
+        )
 
     # --- finishing --------------------------------------------------------------------------
-    def _dead_letter(self, work: Work, reason: str, detail: str | None, attempts: int,
-                     last_error: str | None, last_status: int | None) -> None:
-        self._settle(work, lambda: self._router.dead_letter(
-            work, reason, detail, attempts, last_error, last_status))
+    def _dead_letter(
+        self,
+        work: Work,
+        reason: str,
+        detail: str | None,
+        attempts: int,
+        last_error: str | None,
+        last_status: int | None,
+    ) -> None:
+        self._settle(
+            work,
+            lambda: self._router.dead_letter(
+                work, reason, detail, attempts, last_error, last_status
+            ),
+        )
 
     def _settle(self, work: Work, produce: Callable[[], asyncio.Future[Any]]) -> None:
         """Finish ``work`` once the produced retry/DLQ record is acknowledged."""
@@ -268,8 +312,11 @@ class Pipeline:
                 log.error(
                     "could not write retry/DLQ record; trying again in 1 s (the offset stays "
                     "uncommitted meanwhile)",
-                    extra={"error": None if future.cancelled() else str(future.exception()),
-                           "offset": work.offset, "topic": work.tracker.topic},
+                    extra={
+                        "error": None if future.cancelled() else str(future.exception()),
+                        "offset": work.offset,
+                        "topic": work.tracker.topic,
+                    },
                 )
                 asyncio.get_running_loop().call_later(1.0, self._settle, work, produce)
                 return
@@ -345,8 +392,9 @@ class Pipeline:
             consumer.pause(inputs)
             self._metrics.paused_partitions.labels("backpressure").set(len(inputs))
         else:
-            log.info("backpressure released: resuming input partitions",
-                     extra={"pending": self.pending})
+            log.info(
+                "backpressure released: resuming input partitions", extra={"pending": self.pending}
+            )
             consumer.resume(inputs)
             self._metrics.paused_partitions.labels("backpressure").set(0)
 

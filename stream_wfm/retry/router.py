@@ -90,7 +90,8 @@ class FailureRouter:
             account_id=None if event is None else event.account_id,
             event_id=(
                 f"{work.source.topic}:{work.source.partition}:{work.source.offset}"
-                if event is None else event.event_id
+                if event is None
+                else event.event_id
             ),
             kind=work.kind,
             attempts=attempts,
@@ -104,9 +105,14 @@ class FailureRouter:
         self._metrics.dead_letters.labels(reason).inc()
         log.warning(
             "event dead-lettered",
-            extra={"account_id": record.account_id, "event_id": record.event_id,
-                   "reason": reason, "attempts": attempts, "error": last_error or detail},
+            extra={
+                "account_id": record.account_id,
+                "event_id": record.event_id,
+                "reason": reason,
+                "attempts": attempts,
+                "error": last_error or detail,
+            },
         )
-        return self._producer.produce(self._dlq_topic, encode_dlq_record(record),
-                                      key=work.source.key)
-
+        return self._producer.produce(
+            self._dlq_topic, encode_dlq_record(record), key=work.source.key
+        )
