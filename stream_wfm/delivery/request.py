@@ -148,9 +148,15 @@ class RequestTemplate:
             pairs = [(name, query_value(data[name])) for name in fields if name in data]
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
-        url = self.query_prefix + urlencode(pairs) if pairs else self.url
+        # The payload is never empty: account_id and event_type are in every list.
         return WebhookRequest(
-            "POST", url, headers, b"", self.timeout, self.host_key, event.event_id
+            "POST",
+            self.query_prefix + urlencode(pairs),
+            headers,
+            b"",
+            self.timeout,
+            self.host_key,
+            event.event_id,
         )
 
 
