@@ -1,0 +1,174 @@
+"""The JSON Schemas in schemas/ are valid, describe the fixtures and agree with the code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from stream_wfm.events import AGENT_LOGIN_FIELDS, AGENT_STATE_FIELDS, CALL_FIELDS
+from stream_wfm.integrations.exceptions import ConfigValidationError
+from stream_wfm.integrations.model import IntegrationConfig, validate_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "schemas"
+FIXTURES = ROOT / "tests" / "fixtures"
+SCHEMA_FILES = sorted(SCHEMAS.glob("*.schema.json"))
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load(SCHEMAS / f"{name}.schema.json"))
+
+
+def test_all_five_schemas_exist() -> None:
+    assert [path.name for path in SCHEMA_FILES] == [
+        "agent-event.schema.json",
+        "call-event.schema.json",
+        "dlq-record.schema.json",
+        "integration-config.schema.json",
+        "retry-record.schema.json",
+    ]
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda path: path.name)
+def test_schema_is_a_valid_documented_draft_2020_12_schema(path: Path) -> None:
+    schema = load(path)
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"]
+    assert schema["title"]
+    assert schema["description"]
+    for name, prop in schema["properties"].items():
+        assert prop.get("description"), f"{path.name}: {name} has no description"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "schema"),
+    [
+        ("agent_login.json", "agent-event"),
+        ("agent_logout.json", "agent-event"),
+        ("agent_state_available.json", "agent-event"),
+        ("agent_state_custom.json", "agent-event"),
+        ("agent_state_on_call.json", "agent-event"),
+        ("end_call_inbound.json", "call-event"),
+        ("end_call_outbound.json", "call-event"),
+        ("integration_json.json", "integration-config"),
+        ("integration_urlencoded.json", "integration-config"),
+    ],
+)
+def test_fixture_validates(fixture: str, schema: str) -> None:
+    validator(schema).validate(load(FIXTURES / fixture))
+
+
+def test_event_schemas_document_every_spec_field() -> None:
+    agent = set(load(SCHEMAS / "agent-event.schema.json")["properties"])
+    call = set(load(SCHEMAS / "call-event.schema.json")["properties"])
+    assert agent == {*AGENT_LOGIN_FIELDS, *AGENT_STATE_FIELDS, "event_id"}
+    assert call == {*CALL_FIELDS, "event_id"}
+
+
+@pytest.mark.parametrize(
+    ("schema", "event"),
+    [
+        ("agent-event", {"account_id": "1", "event_type": "LOGIN"}),
+        ("agent-event", {"account_id": "", "event_type": "LOGIN", "agent_id": "a"}),
+        ("agent-event", {"account_id": 1, "event_type": "LOGIN", "agent_id": "a"}),
+        ("call-event", {"account_id": "1", "event_type": "ACD-CALL"}),
+        ("call-event", {"account_id": "1", "event_type": "ACD-CALL", "call_id": ""}),
+    ],
+)
+def test_event_schemas_reject_missing_required_fields(schema: str, event: dict[str, Any]) -> None:
+    assert not validator(schema).is_valid(event)
+
+
+def test_event_schemas_allow_extra_fields_and_null_external_agent_id() -> None:
+    event = {"account_id": "1", "event_type": "LOGIN", "agent_id": "a", "x-extra": [1],
+             "external_agent_id": None}  # fmt: skip
+    assert validator("agent-event").is_valid(event)
+
+
+# --- the config schema mirrors the validator ------------------------------------
+
+
+def test_config_schema_properties_and_defaults_match_the_model() -> None:
+    schema = load(SCHEMAS / "integration-config.schema.json")
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["account_id"]
+    assert list(schema["properties"]) == list(IntegrationConfig.model_fields)
+    defaults = validate_config({"account_id": "1"})
+    for name, prop in schema["properties"].items():
+        if name != "account_id":
+            assert prop["default"] == getattr(defaults, name), name
+
+
+SPEC_EXAMPLE = load(FIXTURES / "integration_urlencoded.json")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SPEC_EXAMPLE,
+        {"account_id": "42"},
+        {"account_id": "42", "agent_event_url": "", "call_event_url": None},
+        {"account_id": "42", "timeout_seconds": 2.5, "max_retries": 0},
+        {"account_id": "42", "headers": {"User-Agent": "x", "X-Api-Key": "k\tv"}},
+    ],
+)
+def test_valid_configs_are_valid_for_both(config: dict[str, Any]) -> None:
+    validate_config(config)
+    validator("integration-config").validate(config)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"max_retries": 11},
+        {"max_retries": -1},
+        {"max_retries": 2.5},
+        {"max_retries": "3"},
+        {"max_retries": True},
+        {"timeout_seconds": 0},
+        {"timeout_seconds": 30.5},
+        {"timeout_seconds": "10"},
+        {"enabled": "yes"},
+        {"agent_states": 1},
+        {"end_call_events": None},
+        {"account_id": ""},
+        {"account_id": "a" * 65},
+        {"account_id": "has space"},
+        {"account_id": 15300002},
+        {"agent_event_url": "ftp://wfm.example.com/"},
+        {"agent_event_url": "https://wfm.example.com/#frag"},
+        {"agent_event_url": "https://user:pw@wfm.example.com/"},
+        {"agent_event_url": "https://wfm.example.com/a b"},
+        {"call_event_url": 5},
+        {"headers": []},
+        {"headers": {"Host": "x"}},
+        {"headers": {"x-wfm-event-id": "x"}},
+        {"headers": {"Bad Name": "x"}},
+        {"headers": {"A": 1}},
+        {"headers": {"A": "x\r\ny"}},
+        {"unknown_field": True},
+    ],
+)
+def test_configs_rejected_by_the_validator_are_rejected_by_the_schema(
+    changes: dict[str, Any],
+) -> None:
+    config = {**SPEC_EXAMPLE, **changes}
+    with pytest.raises(ConfigValidationError):
+        validate_config(config)
+    assert not validator("integration-config").is_valid(config)
+
+
+def test_config_without_account_id_is_rejected_by_both() -> None:
+    config = {k: v for k, v in SPEC_EXAMPLE.items() if k != "account_id"}
+    with pytest.raises(ConfigValidationError):
+        validate_config(config)
+    assert not validator("integration-config").is_valid(config)
