@@ -8,7 +8,9 @@ Retry record (``schema`` ``stream-wfm.retry/1``)::
      "account_id", "event_id", "kind", "attempt", "due_at_ms",
      "last_error", "last_status", "first_attempt_at_ms"}
 
-``attempt`` is the number of the next attempt (2 for the first retry).
+``attempt`` is the number of the next attempt (2 for the first retry; 1 only
+for a dead letter redriven by ``stream-wfm dlq redrive``, which starts a fresh
+retry budget).
 ``key`` and ``value`` are the source record's bytes: as text when they are
 valid UTF-8 (``*_encoding`` ``"utf-8"``), else base64 (``"base64"``); a null
 key or value is ``null`` (its encoding then reads ``"utf-8"`` and means
@@ -90,7 +92,7 @@ class SourceRecord:
 
 @dataclass(slots=True)
 class RetryRecord:
-    """A pending retry; ``attempt`` is the number of the next attempt (>= 2)."""
+    """A pending retry; ``attempt`` is the number of the next attempt (>= 2; 1 for a redrive)."""
 
     source: SourceRecord
     account_id: str | None
@@ -285,7 +287,7 @@ def decode_retry_record(value: bytes) -> RetryRecord:
         account_id=record.opt_text("account_id"),
         event_id=record.text("event_id"),
         kind=record.kind(),
-        attempt=record.integer("attempt", minimum=2),
+        attempt=record.integer("attempt", minimum=1),
         due_at_ms=record.integer("due_at_ms"),
         last_error=record.opt_text("last_error"),
         last_status=record.opt_integer("last_status"),
