@@ -10,7 +10,8 @@ event has, with the event's values.
 
 * JSON (``send_body_as_json``): ``POST``, body = the payload as a JSON object.
 * URL-encoded (default): ``POST`` with an empty body; the payload is
-  form-encoded (``urllib.parse.urlencode``) and appended to the configured
+  form-encoded exactly as ``urllib.parse.urlencode`` does (a faster
+  equivalent, :func:`form_encode`, tested against it) and appended to the configured
   URL's query with ``&`` (or after ``?`` when it has none). Values: null → the
   empty string, strings as they are, booleans ``true``/``false``, numbers as
   Python prints them, objects and arrays as compact JSON.
@@ -22,15 +23,24 @@ Headers, in order: the configured headers, ``User-Agent`` (unless configured),
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import orjson
 
 from stream_wfm import __version__
 from stream_wfm.errors import StreamWfmError
-from stream_wfm.events import Event, EventKind, payload_fields
+from stream_wfm.events import (
+    AGENT_LOGIN_FIELDS,
+    AGENT_STATE_FIELDS,
+    CALL_FIELDS,
+    Event,
+    EventKind,
+    payload_fields,
+)
 from stream_wfm.integrations.model import IntegrationConfig
 
 __all__ = [
@@ -40,6 +50,8 @@ __all__ = [
     "UnformattableEventError",
     "WebhookRequest",
     "compile_template",
+    "form_encode",
+    "form_quote",
     "host_key_of",
     "query_value",
 ]
@@ -87,6 +99,46 @@ def host_key_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+# urlencode() quotes with quote_plus(safe=""): these characters stay, a space
+# becomes "+", every other byte of the UTF-8 encoding becomes %XX. A regex
+# finds the (many) values that need nothing; for ASCII text one str.translate
+# does the rest; quoted values are cached, since dates, user names and queue
+# names repeat across events.
+_NEEDS_QUOTING: Final = re.compile(r"[^A-Za-z0-9_.\-~]").search
+_ASCII_QUOTES: Final = {
+    code: ("+" if code == 0x20 else f"%{code:02X}")
+    for code in range(128)
+    if _NEEDS_QUOTING(chr(code)) is not None
+}
+_QUOTE_CACHE: dict[str, str] = {}
+_QUOTE_CACHE_SIZE: Final = 4096
+_QUOTE_CACHE_MAX_LENGTH: Final = 128
+
+
+def form_quote(text: str) -> str:
+    """``urllib.parse.quote_plus(text, safe="")``, faster."""
+    if _NEEDS_QUOTING(text) is None:
+        return text
+    quoted = _QUOTE_CACHE.get(text)
+    if quoted is None:
+        quoted = text.translate(_ASCII_QUOTES) if text.isascii() else quote_plus(text, safe="")
+        if len(text) <= _QUOTE_CACHE_MAX_LENGTH:
+            if len(_QUOTE_CACHE) >= _QUOTE_CACHE_SIZE:
+                _QUOTE_CACHE.clear()
+            _QUOTE_CACHE[text] = quoted
+    return quoted
+
+
+def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
+    """``urllib.parse.urlencode(pairs)`` for ``str`` names and values."""
+    return "&".join([f"{form_quote(name)}={form_quote(value)}" for name, value in pairs])
+
+
+_QUOTED_NAMES: Final = {
+    name: form_quote(name) for name in (*AGENT_LOGIN_FIELDS, *AGENT_STATE_FIELDS, *CALL_FIELDS)
+}
+
+
 def query_value(value: Any) -> str:
     """A payload value as it goes into the query string (before percent-encoding)."""
     kind = type(value)
@@ -104,7 +156,15 @@ def query_value(value: Any) -> str:
 class RequestTemplate:
     """Everything about a webhook request that does not depend on the event."""
 
-    __slots__ = ("as_json", "headers", "host_key", "kind", "query_prefix", "timeout", "url")
+    __slots__ = (
+        "as_json",
+        "headers",
+        "host_key",
+        "kind",
+        "query_prefix",
+        "timeout",
+        "url",
+    )
 
     def __init__(
         self,
@@ -145,13 +205,19 @@ class RequestTemplate:
                 return WebhookRequest(
                     "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
                 )
-            pairs = [(name, query_value(data[name])) for name in fields if name in data]
+            query = "&".join(
+                [
+                    f"{_QUOTED_NAMES[name]}={form_quote(query_value(data[name]))}"
+                    for name in fields
+                    if name in data
+                ]
+            )
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
         # The payload is never empty: account_id and event_type are in every list.
         return WebhookRequest(
             "POST",
-            self.query_prefix + urlencode(pairs),
+            self.query_prefix + query,
             headers,
             b"",
             self.timeout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 import orjson
 import pytest
@@ -18,6 +18,8 @@ from stream_wfm.delivery.request import (
     UnformattableEventError,
     WebhookRequest,
     compile_template,
+    form_encode,
+    form_quote,
     host_key_of,
     query_value,
 )
@@ -396,3 +398,19 @@ def test_json_body_round_trips_in_order(values: dict[str, Any]) -> None:
     expected = _payload(CALL_FIELDS, data)
     assert list(decoded) == list(expected)
     assert decoded == expected
+
+
+@given(st.lists(st.tuples(st.text(max_size=10), st.text(max_size=150)), max_size=8))
+def test_form_encode_is_urlencode(pairs: list[tuple[str, str]]) -> None:
+    assert form_encode(pairs) == urlencode(pairs)
+    assert form_encode(pairs) == urlencode(pairs)  # again, now from the cache
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "plain-id_1.2~", "2026-11-25 09:00:00", "a&b=c+d/e?f#g%h", "café ☎", "\x00\r\n\t",
+     "x y" * 100, "é" * 200],
+)  # fmt: skip
+def test_form_quote_is_quote_plus(text: str) -> None:
+    assert form_quote(text) == quote_plus(text, safe="")
+    assert form_quote(text) == quote_plus(text, safe="")
