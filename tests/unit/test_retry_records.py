@@ -210,7 +210,7 @@ def _retry_dict(**changes: Any) -> dict[str, Any]:
         (orjson.dumps(_retry_dict(schema="stream-wfm.dlq/1")), "record.schema"),
         (orjson.dumps(_retry_dict(schema=None)), "record.schema"),
         (orjson.dumps(_retry_dict(event=[])), "record.event is not a JSON object"),
-        (orjson.dumps(_retry_dict(attempt=1)), "record.attempt is not an integer >= 2"),
+        (orjson.dumps(_retry_dict(attempt=0)), "record.attempt is not an integer >= 1"),
         (orjson.dumps(_retry_dict(attempt="2")), "record.attempt is not"),
         (orjson.dumps(_retry_dict(attempt=True)), "record.attempt is not"),
         (orjson.dumps(_retry_dict(due_at_ms=1.5)), "record.due_at_ms is not"),
