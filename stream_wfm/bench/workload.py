@@ -1,0 +1,207 @@
+"""What the bench produces: realistic agent-state events, integration configs, sample requests.
+
+Events are ~430-byte agent-state events (SPEC §2 field order) of many agents of
+one account, keyed ``{account_id}:{agent_id}``. A *selected* event is in a
+default state (delivered under the bench integration, which selects default
+states only); an unselected one is in a custom state (``ON BREAK`` with the
+aux state ``Coaching Session``) and is filtered out. Each event's ``event_id``
+is unique; in rate mode it also carries the producer's send time
+(``lat-{n}-{monotonic_ns}``) so the receiver can tell the latency from the
+``X-WFM-Event-Id`` header, whatever the body format.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from confluent_kafka import Producer
+
+from stream_wfm.events import EventKind, decode_event
+from stream_wfm.integrations.model import validate_config
+
+ACCOUNT_ID: Final = "15300002"
+AGENTS: Final = 2000
+DEFAULT_STATES: Final = (
+    "AVAILABLE", "ON BREAK", "AWAY", "LUNCH", "TRAINING", "ENGAGED", "WORKING", "TRANSITION",
+)  # fmt: skip
+AUTH_HEADER: Final = ("Authorization", "Basic YmVuY2g6YmVuY2gtc2VjcmV0LXZhbHVl")
+
+
+def is_selected(n: int, fraction: float) -> bool:
+    """Whether event ``n`` is a default-state (selected) event, for a selected ``fraction``."""
+    return (n % 1000) < round(fraction * 1000)
+
+
+def agent_event(n: int, event_id: str, selected: bool, account_id: str = ACCOUNT_ID) -> bytes:
+    agent = str(1_204_000 + n % AGENTS)
+    state = DEFAULT_STATES[n % len(DEFAULT_STATES)] if selected else "ON BREAK"
+    second = n % 60
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "agent_id": agent,
+            "prev_state": "TRANSITION",
+            "prev_aux_state": "",
+            "agent_phone": f"55512{agent}",
+            "source_ip": "203.0.113.24",
+            "external_agent_id": f"EXT-{agent}",
+            "duration": str(n % 1800),
+            "agent_login_id": f"88{agent}",
+            "account_id": account_id,
+            "event_type": state,
+            "event_aux_type": "" if selected else "Coaching Session",
+            "date_time": f"2026-11-25 09:{(n // 60) % 60:02d}:{second:02d}",
+            "pending_disp": "false",
+            "username": f"agent.{agent}@contact-center.example.com",
+        }
+    )
+
+
+def event_key(n: int, account_id: str = ACCOUNT_ID) -> bytes:
+    return f"{account_id}:{1_204_000 + n % AGENTS}".encode()
+
+
+def _producer(bootstrap: str, **extra: Any) -> Producer:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "log_level": 3,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def produce_events(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    selected_fraction: float,
+    *,
+    prefix: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Produce ``count`` events; returns how many are selected (to be delivered)."""
+    producer = _producer(bootstrap)
+    selected = 0
+    for n in range(count):
+        chosen = is_selected(n, selected_fraction)
+        selected += chosen
+        value = agent_event(n, f"{prefix}-{n}", chosen)
+        while True:
+            try:
+                producer.produce(topic, value, event_key(n))
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if n % 10000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(n)
+    if producer.flush(60) != 0:
+        raise RuntimeError("the bench producer could not deliver every event")
+    return selected
+
+
+class RateProducer:
+    """Produces selected events at a steady rate on a thread (rate mode)."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: float, duration: float) -> None:
+        self._producer = _producer(bootstrap, **{"linger.ms": 1})
+        self._topic = topic
+        self._rate = rate
+        self._total = int(rate * duration)
+        self.produced = 0
+        self._thread = threading.Thread(target=self._run, name="bench-rate-producer", daemon=True)
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _run(self) -> None:
+        producer = self._producer
+        start = time.monotonic()
+        interval = 1.0 / self._rate
+        for n in range(self._total):
+            due = start + n * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the producer, not synchronisation
+            value = agent_event(n, f"lat-{n}-{time.monotonic_ns()}", True)
+            producer.produce(self._topic, value, event_key(n))
+            producer.poll(0)
+            self.produced = n + 1
+        producer.flush(30)
+
+
+def integration(account_id: str, url: str, as_json: bool) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "enabled": True,
+        "agent_event_url": url,
+        "call_event_url": url.replace("/agent", "/call"),
+        "send_body_as_json": as_json,
+        "agent_states": True,
+        "send_all_agent_states": False,
+        "agent_login_events": True,
+        "agent_logout_events": True,
+        "end_call_events": True,
+        "headers": {AUTH_HEADER[0]: AUTH_HEADER[1]},
+        "max_retries": 3,
+        "timeout_seconds": 10,
+    }
+
+
+def write_integrations(
+    bootstrap: str,
+    topic: str,
+    configs: list[dict[str, Any]],
+    *,
+    filler: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write ``configs`` and ``filler`` more realistic integrations (other accounts)."""
+    producer = _producer(bootstrap)
+    for n in range(filler):
+        account = f"bench-{n:07d}"
+        cfg = integration(account, f"https://wfm-{n % 977}.example.com/ringcx/agent", n % 2 == 0)
+        cfg["headers"]["X-Tenant"] = f"tenant-{n}"
+        while True:
+            try:
+                producer.produce(topic, orjson.dumps(cfg), account.encode())
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if n % 10000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(n)
+    for cfg in configs:
+        producer.produce(topic, orjson.dumps(cfg), str(cfg["account_id"]).encode())
+    if producer.flush(60) != 0:
+        raise RuntimeError("the bench producer could not write the integrations")
+
+
+def sample_request_parts(url: str, fmt: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """URL, headers (without the event id) and body of a typical webhook request."""
+    from stream_wfm.delivery.request import compile_template
+
+    cfg = validate_config(integration(ACCOUNT_ID, url, fmt == "json"))
+    template = compile_template(cfg, EventKind.AGENT)
+    assert template is not None
+    event = decode_event(agent_event(7, "sample", True), EventKind.AGENT, "t:0:0")
+    request = template.build(event)
+    headers = [(k, v) for k, v in request.headers if k != "X-WFM-Event-Id"]
+    return request.url, headers, request.body
