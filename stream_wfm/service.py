@@ -111,6 +111,9 @@ class Service:
             clock=time.time,
         )
         retry_topics = settings.retry_topics()
+        # How long a rebalance may wait for revoked partitions' work (half of it draining
+        # queued events, the rest for requests under way).
+        revoke_timeout = min(settings.shutdown_timeout, 30.0)
         pipeline = self._pipeline = Pipeline(
             store=self.store,
             dispatcher_factory=lambda on_outcome: Dispatcher(
@@ -128,6 +131,7 @@ class Service:
             },
             retry_topics=set(retry_topics),
             max_buffered=settings.max_buffered_events,
+            revoke_drain=revoke_timeout / 2,
         )
         # Wait for the config before consuming: an event joined with a config that is not
         # loaded yet would be filtered as no_integration.
@@ -137,7 +141,7 @@ class Service:
             [settings.agent_events_topic, settings.call_events_topic, *retry_topics],
             loop,
             _JoinWatch(pipeline, self),
-            revoke_timeout=min(settings.shutdown_timeout, 30.0),
+            revoke_timeout=revoke_timeout,
             on_progress=self._progress,
             on_commit_result=lambda ok: self.metrics.commits.labels("ok" if ok else "error").inc(),
         )

@@ -190,9 +190,10 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[An
         deadline = time.monotonic() + timeout
         while left and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
-                if msg.error() is None:
+                err = msg.error()
+                if err is None:
                     out.append(msg)
-                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                elif err.code() == KafkaError._PARTITION_EOF:
                     left.discard(msg.partition())
         assert not left, f"partitions {left} of {topic} not read to the end"
         return out
@@ -213,3 +214,144 @@ def delete_config(settings: Settings, account_id: str) -> None:
     from stream_wfm.kafka.config import producer_config
 
     ConfigWriter(settings.config_topic, producer_config(settings)).delete(account_id)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The STREAM_WFM_* environment that reproduces ``settings`` in a subprocess."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        key = f"STREAM_WFM_{name.upper()}"
+        if name == "kafka":
+            for prop, prop_value in value.items():
+                env[f"STREAM_WFM_KAFKA__{prop.replace('.', '_').upper()}"] = str(prop_value)
+        elif hasattr(value, "get_secret_value"):
+            env[key] = value.get_secret_value()
+        elif isinstance(value, bool):
+            env[key] = "true" if value else "false"
+        else:
+            env[key] = str(value)
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """``stream-wfm run`` as a real subprocess, with its own HTTP port."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        import os
+
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            **settings_env(settings),
+            "STREAM_WFM_HTTP_PORT": str(self.port),
+            "STREAM_WFM_LOG_FORMAT": "json",
+            **env,
+        }
+        self.proc: Any = None
+        self.log_path: Any = None
+
+    def start(self) -> ServiceProcess:
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        fd, self.log_path = tempfile.mkstemp(prefix="stream-wfm-", suffix=".log")
+        with os.fdopen(fd, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_wfm", "run"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        return self
+
+    def logs(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def get(self, path: str) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def metric(self, name: str, **labels: str) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, text = self.get("/metrics")
+        if status != 200:
+            return 0.0
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    async def wait_ready(self, timeout: float = 30.0) -> ServiceProcess:
+        await wait_until(
+            lambda: (
+                (self.proc.poll() is None and self.get("/readyz")[0] == 200)
+                or self.proc.poll() is not None
+            ),
+            timeout,
+            "service ready",
+        )
+        assert self.proc.poll() is None, f"service exited: {self.logs()[-2000:]}"
+        return self
+
+    def kill9(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.terminate()
+        if self.proc is not None:
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+                raise
+
+
+@pytest.fixture
+def service_process() -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def make(settings: Settings, **env: str) -> ServiceProcess:
+        proc = ServiceProcess(settings, **env).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(10)

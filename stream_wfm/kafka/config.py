@@ -31,7 +31,10 @@ def group_consumer_config(settings: Settings) -> dict[str, Any]:
             "enable.auto.commit": False,  # we commit the lowest unfinished offset ourselves
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            # range balances every topic on its own (input and retry topics alike);
+            # cooperative-sticky balances only the total count and can leave one member
+            # with every input partition and another with only idle retry partitions.
+            "partition.assignment.strategy": "range",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 100,
             "queued.max.messages.kbytes": 65536,

@@ -163,8 +163,7 @@ class ConsumerThread:
             owned = [tp for tp in cmd.partitions if (tp.topic, tp.partition) in self.assignment]
             if owned:
                 if synchronous:
-                    consumer.commit(offsets=owned, asynchronous=False)
-                    self._record_commit(owned)
+                    self._commit_sync(consumer, owned, "shutdown")
                 else:
                     consumer.commit(offsets=owned, asynchronous=True)
         elif cmd.kind == "pause":
@@ -177,6 +176,29 @@ class ConsumerThread:
                     consumer.seek(tp)
         elif cmd.kind == "call" and cmd.fn is not None:
             cmd.fn(consumer)
+
+    def _commit_sync(self, consumer: Consumer, offsets: list[TopicPartition], when: str) -> None:
+        try:
+            result = consumer.commit(offsets=offsets, asynchronous=False) or []
+        except KafkaException as exc:
+            log.warning("offset commit failed", extra={"when": when, "error": str(exc.args[0])})
+            if self._on_commit_result is not None:
+                self._on_commit_result(False)
+            return
+        failed = [tp for tp in result if tp.error is not None]
+        for tp in failed:
+            log.warning(
+                "offset commit failed",
+                extra={
+                    "when": when,
+                    "partition": f"{tp.topic}[{tp.partition}]",
+                    "error": str(tp.error),
+                },
+            )
+        self._record_commit(result)
+        log.info("offsets committed", extra={"when": when, "offsets": _fmt_offsets(result)})
+        if self._on_commit_result is not None:
+            self._on_commit_result(not failed)
 
     def _record_commit(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -224,11 +246,7 @@ class ConsumerThread:
             )
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if commit:
-            try:
-                consumer.commit(offsets=commit, asynchronous=False)
-                self._record_commit(commit)
-            except KafkaException as exc:
-                log.warning("commit on revoke failed", extra={"error": str(exc.args[0])})
+            self._commit_sync(consumer, commit, "revoke")
         self.assignment.difference_update(tps)
         for tp in tps:
             self.committed.pop(tp, None)
@@ -250,6 +268,10 @@ def _chain(
         target.set_exception(exc)
     else:
         target.set_result(source.result())
+
+
+def _fmt_offsets(tps: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in tps)
 
 
 def _fmt(tps: list[TP]) -> str:

@@ -96,7 +96,11 @@ class Dispatcher:
         slots = self._slots
         try:
             while lane:
-                job = lane[0]
+                # The lane stays registered in host.lanes while this worker runs, so new
+                # jobs of the same key queue behind the current one.
+                job = lane.popleft()
+                self.queued -= 1
+                host.queued -= 1
                 async with slots:
                     self.in_flight += 1
                     start = clock()
@@ -104,9 +108,6 @@ class Dispatcher:
                         outcome = await send(job.request)
                     finally:
                         self.in_flight -= 1
-                lane.popleft()
-                self.queued -= 1
-                host.queued -= 1
                 try:
                     self._on_outcome(job, outcome, clock() - start)
                 except Exception:
@@ -117,6 +118,26 @@ class Dispatcher:
             del host.lanes[index]
             if not host.lanes:
                 self._hosts.pop(key, None)
+
+    def discard(self, drop: Callable[[Job], bool]) -> list[Job]:
+        """Remove the queued (not yet started) jobs for which ``drop`` is true.
+
+        Used when partitions are revoked: their queued events are left to the new
+        owner, which starts from the committed offset (the lowest unfinished one).
+        """
+        removed: list[Job] = []
+        for host in self._hosts.values():
+            for lane in host.lanes.values():
+                if not any(drop(job) for job in lane):
+                    continue
+                kept = [job for job in lane if not drop(job)]
+                removed_here = len(lane) - len(kept)
+                removed.extend(job for job in lane if drop(job))
+                lane.clear()
+                lane.extend(kept)
+                host.queued -= removed_here
+                self.queued -= removed_here
+        return removed
 
     async def drain(self, deadline: float) -> bool:
         """Wait until every lane is empty, at most ``deadline`` seconds; True if empty."""

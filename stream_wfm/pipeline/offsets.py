@@ -18,6 +18,7 @@ class PartitionTracker:
     """Offsets of one assigned partition, in the order they were consumed."""
 
     __slots__ = (
+        "_abandoned",
         "_done_early",
         "_pending",
         "committed",
@@ -35,6 +36,7 @@ class PartitionTracker:
         self.next_offset: int | None = None  # one past the highest offset seen
         self.committed: int | None = None  # last offset handed to commit
         self.revoked = False
+        self._abandoned = 0
 
     def add(self, offset: int) -> None:
         """Record that ``offset`` was consumed and is now in progress."""
@@ -52,9 +54,16 @@ class PartitionTracker:
         else:
             self._done_early.add(offset)
 
+    def abandon(self, offset: int) -> None:
+        """``offset`` will not finish here (its partition was revoked): stop waiting for it.
+
+        It stays the lowest unfinished offset if it was, so the commit never passes it.
+        """
+        self._abandoned += 1
+
     @property
     def in_flight(self) -> int:
-        return len(self._pending) - len(self._done_early)
+        return len(self._pending) - len(self._done_early) - self._abandoned
 
     def committable(self) -> int | None:
         """The offset to commit: the lowest unfinished, or one past the last seen."""

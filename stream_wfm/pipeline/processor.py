@@ -52,6 +52,7 @@ class Pipeline:
         retry_topics: set[str],
         max_buffered: int,
         commit_interval: float = 1.0,
+        revoke_drain: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -63,6 +64,7 @@ class Pipeline:
         self._high_water = max_buffered
         self._low_water = max_buffered // 2
         self._commit_interval = commit_interval
+        self._revoke_drain = revoke_drain
         self._clock = clock
         self._consumer: ConsumerThread | None = None
         self._trackers: dict[TP, PartitionTracker] = {}
@@ -101,6 +103,7 @@ class Pipeline:
         for tp in partitions:
             self._trackers[tp] = PartitionTracker(*tp)
         self._update_assignment_metrics()
+        self._metrics.rebalances.labels("assign").inc()
         if self._backpressure and self._consumer is not None:
             self._consumer.pause([tp for tp in partitions if tp[0] in self._topic_kinds])
 
@@ -116,9 +119,31 @@ class Pipeline:
                 tracker.revoked = True
                 trackers.append(tracker)
         self._update_assignment_metrics()
+        self._metrics.rebalances.labels("revoke").inc()
         self._revoke_waiters.append((trackers, future))
         self._check_revoke_waiters()
+        if not future.done():
+            # Give the revoked partitions' consumed events time to finish, so the hand-back
+            # commits them all and the next owner delivers nothing twice. Past that, queued
+            # events are handed back undelivered (the next owner resumes at the lowest
+            # unfinished offset) and only requests already under way are waited for.
+            asyncio.get_running_loop().call_later(
+                self._revoke_drain, self._hand_back_queued, trackers
+            )
         return future
+
+    def _hand_back_queued(self, trackers: list[PartitionTracker]) -> None:
+        revoked = set(map(id, trackers))
+        dropped = self._dispatcher.discard(lambda job: id(job.context.tracker) in revoked)
+        if dropped:
+            log.warning(
+                "revoked partitions did not drain in time; handing queued events back",
+                extra={"events": len(dropped)},
+            )
+        for job in dropped:
+            self.pending -= 1
+            job.context.tracker.abandon(job.context.offset)
+        self._check_revoke_waiters()
 
     def on_batch(self, messages: list[Message]) -> None:
         trackers = self._trackers

@@ -1,0 +1,171 @@
+"""The real `stream-wfm run` process: kill -9, SIGTERM, two instances, rebalance hand-back."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.conftest import Receiver, produce_json, put_config, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def numbered_events(n: int, agents: int) -> list[dict[str, Any]]:
+    """Events with a per-agent sequence number in `duration` and a unique event_id."""
+    return [
+        {
+            "account_id": "1",
+            "agent_id": f"agent-{i % agents}",
+            "event_type": "AVAILABLE",
+            "duration": str(i // agents),
+            "event_id": f"e-{i}",
+        }
+        for i in range(n)
+    ]
+
+
+def ids(rec: Receiver) -> Counter[str]:
+    return Counter(r.headers["X-WFM-Event-Id"] for r in rec.requests)
+
+
+def assert_per_agent_order(rec: Receiver) -> None:
+    seen: dict[str, list[int]] = {}
+    for r in rec.requests:
+        body = r.json()
+        seen.setdefault(body["agent_id"], []).append(int(body["duration"]))
+    for agent, seq in seen.items():
+        assert seq == sorted(seq), f"{agent} out of order: {seq[:20]}"
+
+
+def configure(settings: Any, rec: Receiver) -> None:
+    put_config(
+        settings,
+        {
+            "account_id": "1",
+            "send_all_agent_states": True,
+            "send_body_as_json": True,
+            "agent_event_url": rec.url(),
+        },
+    )
+
+
+async def test_kill9_mid_stream_then_restart_loses_nothing(
+    settings_factory: Any, receiver_factory: Any, service_process: Any
+) -> None:
+    settings = settings_factory()
+    rec = await receiver_factory(delay=0.02)
+    configure(settings, rec)
+    n = 3000
+    produce_json(settings, settings.agent_events_topic, numbered_events(n, agents=10))
+    first = await service_process(settings).wait_ready()
+    await rec.wait_count(n // 5, timeout=60)
+    # Mid-stream, after offsets were committed at least once.
+    await wait_until(lambda: first.metric("stream_wfm_offset_commits_total", result="ok") > 1)
+    first.kill9()
+    killed_at = len(rec.requests)
+    await service_process(settings).wait_ready()
+    await wait_until(lambda: len(ids(rec)) == n, 90, "every event delivered after restart")
+    duplicates = len(rec.requests) - n
+    print(f"kill -9 after {killed_at} deliveries; {n} events, {duplicates} redelivered")
+    assert killed_at < n
+    assert set(ids(rec)) == {f"e-{i}" for i in range(n)}
+
+
+async def test_sigterm_drains_in_flight_and_commits(
+    settings_factory: Any, receiver_factory: Any, service_process: Any
+) -> None:
+    settings = settings_factory(shutdown_timeout=8.0)
+    rec = await receiver_factory(delay=0.3)
+    configure(settings, rec)
+    n = 200
+    produce_json(settings, settings.agent_events_topic, numbered_events(n, agents=20))
+    svc = await service_process(settings).wait_ready()
+    await rec.wait_count(20, timeout=30)
+    started = time.monotonic()
+    svc.terminate()
+    await wait_until(lambda: svc.proc.poll() is not None, 15, "service exit")
+    code = svc.proc.returncode
+    took = time.monotonic() - started
+    delivered_before_exit = len(rec.requests)
+    assert code == 0, svc.logs()[-2000:]
+    assert took < settings.shutdown_timeout + 3
+    # Restart: the rest is delivered, and nothing that was delivered is delivered again.
+    await service_process(settings).wait_ready()
+    await wait_until(lambda: len(ids(rec)) == n, 90, "every event delivered after restart")
+    print(
+        f"SIGTERM exit in {took:.1f}s after {delivered_before_exit} deliveries; "
+        f"{len(rec.requests) - n} redelivered"
+    )
+    assert len(rec.requests) == n, "drained events must have been committed\n" + svc.logs()[-3000:]
+    assert_per_agent_order(rec)
+
+
+async def test_two_instances_share_work(
+    settings_factory: Any, receiver_factory: Any, service_process: Any
+) -> None:
+    settings = settings_factory(topic_partitions=4)
+    rec = await receiver_factory()
+    configure(settings, rec)
+    a = await service_process(settings).wait_ready()
+    b = await service_process(settings).wait_ready()
+    topic = settings.agent_events_topic
+    await wait_until(
+        lambda: (
+            a.metric("stream_wfm_assigned_partitions", topic=topic)
+            + b.metric("stream_wfm_assigned_partitions", topic=topic)
+            == 4
+            and a.metric("stream_wfm_assigned_partitions", topic=topic) > 0
+            and b.metric("stream_wfm_assigned_partitions", topic=topic) > 0
+        ),
+        30,
+        "partitions spread over both instances",
+    )
+    n = 2000
+    produce_json(settings, topic, numbered_events(n, agents=100))
+    await wait_until(lambda: len(ids(rec)) == n, 60, "every event delivered")
+    consumed_a = a.metric("stream_wfm_events_consumed_total", topic=topic)
+    consumed_b = b.metric("stream_wfm_events_consumed_total", topic=topic)
+    print(f"two instances: {consumed_a:.0f} + {consumed_b:.0f} consumed of {n}")
+    assert consumed_a > 0
+    assert consumed_b > 0
+    assert consumed_a + consumed_b == n
+    assert len(rec.requests) == n
+    assert_per_agent_order(rec)
+
+
+async def test_rebalance_hands_back_without_loss_or_reordering(
+    settings_factory: Any, receiver_factory: Any, service_process: Any
+) -> None:
+    """A member joins mid-stream: the revoked partitions' consumed events finish and are
+    committed before the hand-back, so the new owner starts exactly after them."""
+    # shutdown_timeout bounds the revoke wait (half of it to drain queued events).
+    settings = settings_factory(topic_partitions=4, shutdown_timeout=30.0)
+    rec = await receiver_factory(delay=0.005)
+    configure(settings, rec)
+    n = 6000
+    events = numbered_events(n, agents=30)
+    produce_json(settings, settings.agent_events_topic, events[: n // 2])
+    first = await service_process(settings).wait_ready()
+    await rec.wait_count(300, timeout=60)
+    second = await service_process(settings).wait_ready()  # joins mid-stream: rebalance
+    topic = settings.agent_events_topic
+    await wait_until(
+        lambda: second.metric("stream_wfm_assigned_partitions", topic=topic) > 0,
+        60,
+        "the new instance took over partitions",
+    )
+    produce_json(settings, topic, events[n // 2 :])
+    await wait_until(lambda: len(ids(rec)) == n, 120, "every event delivered")
+    assert second.metric("stream_wfm_events_consumed_total", topic=topic) > 0
+    revokes = first.metric("stream_wfm_rebalances_total", kind="revoke")
+    print(
+        f"rebalance: {revokes:.0f} revoke(s) on the first instance; "
+        f"{len(rec.requests) - n} redelivered of {n}"
+    )
+    assert revokes >= 1
+    assert set(ids(rec)) == {f"e-{i}" for i in range(n)}
+    assert_per_agent_order(rec)
+    assert len(rec.requests) == n, "a clean hand-back redelivers nothing"
