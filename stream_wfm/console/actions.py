@@ -1,0 +1,113 @@
+"""The integration page's other buttons: ``Send test event`` and ``Delete integration``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from stream_wfm.console import urls
+from stream_wfm.console.forms import form_from_config
+from stream_wfm.console.pages import message, render, see_other
+from stream_wfm.console.state import READ_BACK_TIMEOUT, console_of, session_of
+from stream_wfm.console.testevent import Sample, send_test_event
+from stream_wfm.console.views import integration_page
+from stream_wfm.integrations.store import Entry
+from stream_wfm.integrations.writer import ConfigWriteError
+
+log = logging.getLogger(__name__)
+
+
+def _entry_or_page(request: web.Request) -> Entry | web.Response:
+    console = console_of(request)
+    account_id = request.match_info["account_id"]
+    entry = console.store.get(account_id)
+    if entry is not None:
+        return entry
+    if not console.store.ready:
+        return message(
+            request,
+            503,
+            "Still loading",
+            "The console is still reading the config topic. Try again in a moment.",
+        )
+    return message(
+        request,
+        404,
+        "No integration",
+        f"Account {account_id} has no Generic HTTP integration.",
+        link=(urls.ACCOUNTS, "Back to accounts"),
+    )
+
+
+async def test_event(request: web.Request) -> web.StreamResponse:
+    found = _entry_or_page(request)
+    if isinstance(found, web.Response):
+        return found
+    post = await request.post()
+    try:
+        sample = Sample(str(post.get("sample", "")))
+    except ValueError:
+        return message(request, 400, "Unknown sample", "Choose a sample event from the list.")
+    result = await send_test_event(found, sample, console_of(request).transport)
+    log.info(
+        "console sent a test event",
+        extra={
+            "account_id": found.config.account_id,
+            "event_id": result.event_id,
+            "outcome": result.outcome,
+            "status": result.status,
+        },
+    )
+    return integration_page(
+        request,
+        account_id=found.config.account_id,
+        form=form_from_config(found.config),
+        entry=found,
+        test=result,
+        sample=sample,
+    )
+
+
+async def confirm_delete(request: web.Request) -> web.StreamResponse:
+    found = _entry_or_page(request)
+    if isinstance(found, web.Response):
+        return found
+    account_id = found.config.account_id
+    return render(
+        request,
+        "confirm_delete.html",
+        {
+            "account_id": account_id,
+            "config": found.config,
+            "action": urls.account_url(account_id, "/delete"),
+            "account_url": urls.account_url(account_id),
+        },
+    )
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    found = _entry_or_page(request)
+    if isinstance(found, web.Response):
+        return found
+    console = console_of(request)
+    account_id = found.config.account_id
+    try:
+        await asyncio.to_thread(console.writer.delete, account_id)
+    except ConfigWriteError as exc:
+        return message(
+            request,
+            503,
+            "Not deleted",
+            f"Nothing was deleted: {exc}.",
+            link=(urls.account_url(account_id), "Back to the integration"),
+        )
+    log.info(
+        "integration deleted from the console",
+        extra={"account_id": account_id, "user": session_of(request).user},
+    )
+    await console.changes.wait_until(
+        lambda: console.store.get(account_id) is None, READ_BACK_TIMEOUT
+    )
+    return see_other(f"{urls.ACCOUNTS}?deleted={urls.quote_param(account_id)}")

@@ -1,0 +1,214 @@
+"""The integration form: HTML form fields ↔ the config dict of SPEC §3.
+
+Control names are the config's field names; custom headers are rows of
+``header_name_<i>``, ``header_value_<i>``, ``header_remove_<i>`` and, for a
+header that is already saved, ``header_saved_<i>`` (its saved name).
+
+Saved header values never go back to the browser: a saved row shows its name
+and an empty value box. On save, an empty value keeps the stored value, a new
+value replaces it and the remove box drops the header. Values typed into the
+form are shown again only when the same form comes back (Add header, or an
+error), like any other typed text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from multidict import MultiDictProxy
+
+from stream_wfm.integrations.exceptions import FieldError
+from stream_wfm.integrations.model import IntegrationConfig
+
+#: The checkboxes, in the order of the page.
+EVENT_FIELDS: Final = (
+    "agent_states",
+    "send_all_agent_states",
+    "agent_login_events",
+    "agent_logout_events",
+    "end_call_events",
+)
+BOOL_FIELDS: Final = ("send_body_as_json", *EVENT_FIELDS, "enabled")
+#: The page's label of each config field (SPEC §9).
+LABELS: Final = {
+    "account_id": "Account ID",
+    "agent_event_url": "Agent Event URL",
+    "call_event_url": "Call Event URL",
+    "send_body_as_json": "Send body as JSON",
+    "agent_states": "Agent States",
+    "send_all_agent_states": "Send All Agent States",
+    "agent_login_events": "Agent Login Events",
+    "agent_logout_events": "Agent Logout Events",
+    "end_call_events": "End Call Events",
+    "headers": "Custom Headers",
+    "enabled": "Enabled",
+    "max_retries": "Max Retries",
+    "timeout_seconds": "Timeout (seconds)",
+}
+#: More rows than this in one post is not a form of ours.
+MAX_ROWS: Final = 64
+
+_ROW_KEY = re.compile(r"header_(?:name|value|saved|remove)_([0-9]{1,3})")
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+@dataclass(slots=True)
+class HeaderRow:
+    name: str = ""
+    value: str = ""  # typed in this form; never a saved value
+    saved: str = ""  # the saved header this row shows, "" for a new row
+    remove: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class IntegrationForm:
+    """What the form shows or what was posted, as text."""
+
+    account_id: str = ""
+    agent_event_url: str = ""
+    call_event_url: str = ""
+    flags: dict[str, bool] = field(default_factory=lambda: {"enabled": True})
+    max_retries: str = "3"
+    timeout_seconds: str = "10"
+    rows: list[HeaderRow] = field(default_factory=list)
+
+    def with_empty_row(self) -> IntegrationForm:
+        return replace(self, rows=[*self.rows, HeaderRow()])
+
+
+def blank_form() -> IntegrationForm:
+    return IntegrationForm(rows=[HeaderRow()])
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def form_from_config(config: IntegrationConfig) -> IntegrationForm:
+    """The form for a saved config: header names only, values left empty."""
+    return IntegrationForm(
+        account_id=config.account_id,
+        agent_event_url=config.agent_event_url or "",
+        call_event_url=config.call_event_url or "",
+        flags={name: bool(getattr(config, name)) for name in BOOL_FIELDS},
+        max_retries=str(config.max_retries),
+        timeout_seconds=_number_text(config.timeout_seconds),
+        rows=[HeaderRow(name=name, saved=name) for name in config.headers],
+    )
+
+
+def _text(post: MultiDictProxy[Any], name: str) -> str:
+    value = post.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _raw(post: MultiDictProxy[Any], name: str) -> str:
+    value = post.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def form_from_post(post: MultiDictProxy[Any], account_id: str | None) -> IntegrationForm:
+    """The posted form; ``account_id`` is the page's account (None: the new-integration form)."""
+    indexes = sorted({int(m.group(1)) for key in post if (m := _ROW_KEY.fullmatch(key))})
+    rows = [
+        HeaderRow(
+            name=_text(post, f"header_name_{i}"),
+            value=_raw(post, f"header_value_{i}"),
+            saved=_raw(post, f"header_saved_{i}"),
+            remove=f"header_remove_{i}" in post,
+        )
+        for i in indexes[:MAX_ROWS]
+    ]
+    return IntegrationForm(
+        account_id=account_id if account_id is not None else _text(post, "account_id"),
+        agent_event_url=_text(post, "agent_event_url"),
+        call_event_url=_text(post, "call_event_url"),
+        flags={name: name in post for name in BOOL_FIELDS},
+        max_retries=_text(post, "max_retries"),
+        timeout_seconds=_text(post, "timeout_seconds"),
+        rows=rows,
+    )
+
+
+def _integer_or_text(text: str) -> int | str:
+    return int(text) if _INTEGER.fullmatch(text) else text
+
+
+def _number_or_text(text: str) -> float | int | str:
+    if not _NUMBER.fullmatch(text):
+        return text
+    number = float(text)
+    return int(number) if number.is_integer() else number
+
+
+def _headers(rows: list[HeaderRow], saved_values: Mapping[str, str]) -> dict[str, str]:
+    """The headers the rows ask for; sets ``row.error`` on rows that make no sense."""
+    headers: dict[str, str] = {}
+    for row in rows:
+        row.error = None
+        if row.remove:
+            continue
+        if not row.name:
+            if row.value or row.saved:
+                row.error = "Enter a header name, or tick Remove."
+            continue
+        value = row.value
+        if not value:
+            if not row.saved:
+                row.error = "Enter a header value."
+                continue
+            if row.saved not in saved_values:
+                row.error = "This header is no longer saved; enter its value again."
+                continue
+            value = saved_values[row.saved]
+        if row.name in headers:
+            row.error = "This header name is given more than once."
+            continue
+        headers[row.name] = value
+    return headers
+
+
+def config_data(
+    form: IntegrationForm, saved_values: Mapping[str, str]
+) -> tuple[dict[str, Any], bool]:
+    """The config dict to validate, and whether every header row made sense.
+
+    ``saved_values`` are the stored header values of the account (name →
+    value), used for saved rows whose value box is left empty.
+    """
+    headers = _headers(form.rows, saved_values)
+    data: dict[str, Any] = {
+        "account_id": form.account_id,
+        "agent_event_url": form.agent_event_url,
+        "call_event_url": form.call_event_url,
+        **{name: form.flags.get(name, False) for name in BOOL_FIELDS},
+        "headers": headers,
+        "max_retries": _integer_or_text(form.max_retries),
+        "timeout_seconds": _number_or_text(form.timeout_seconds),
+    }
+    return data, all(row.error is None for row in form.rows)
+
+
+def _sentence(field_name: str, message: str) -> str:
+    label = LABELS.get(field_name)
+    if label is None or field_name == "headers":
+        text = f"{field_name}: {message}" if label is None and field_name else message
+    else:
+        text = f"{label} {message}"
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def errors_by_control(errors: list[FieldError], controls: frozenset[str]) -> dict[str, list[str]]:
+    """Validation messages as sentences, keyed by the control they belong to;
+    ``""`` collects those that belong to no control (shown at the top of the form)."""
+    grouped: dict[str, list[str]] = {}
+    for error in errors:
+        key = error.field if error.field in controls else ""
+        grouped.setdefault(key, []).append(_sentence(error.field, error.message))
+    return grouped

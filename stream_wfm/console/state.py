@@ -1,0 +1,41 @@
+"""What every console handler needs, stored once on the application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from stream_wfm.console.changes import ConfigChanges
+from stream_wfm.console.ratelimit import SignInLimiter
+from stream_wfm.console.sessions import Session, SessionCodec
+from stream_wfm.delivery.transport import Transport
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.writer import ConfigWriter
+from stream_wfm.settings import Settings
+
+#: How long a handler waits for the config store to read back what it wrote.
+READ_BACK_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Console:
+    settings: Settings
+    store: ConfigStore
+    writer: ConfigWriter
+    transport: Transport
+    changes: ConfigChanges
+    sessions: SessionCodec
+    limiter: SignInLimiter
+
+
+CONSOLE = web.AppKey("console", Console)
+SESSION = web.RequestKey("session", Session)
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def session_of(request: web.Request) -> Session:
+    return request[SESSION]
