@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from stream_wfm import __version__
-from stream_wfm.cli import bench, config_cmd, console, dlq, run, topics
+from stream_wfm.cli import bench, config_cmd, console, demo, dlq, receiver, run, topics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stream-wfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run, topics, config_cmd, dlq, bench, console):
+    for module in (run, topics, config_cmd, dlq, bench, console, demo, receiver):
         module.register(sub)
     return parser
 
