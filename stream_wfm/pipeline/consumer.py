@@ -61,6 +61,8 @@ class ConsumerThread:
         revoke_timeout: float = 10.0,
         on_progress: Callable[[float], None] | None = None,
         on_commit_result: Callable[[bool], None] | None = None,
+        on_lag: Callable[[dict[TP, int], list[TP]], None] | None = None,
+        lag_interval: float = 1.0,
     ) -> None:
         self._config = {**config, "on_commit": self._on_commit}
         self._topics = topics
@@ -71,6 +73,10 @@ class ConsumerThread:
         self._revoke_timeout = revoke_timeout
         self._on_progress = on_progress
         self._on_commit_result = on_commit_result
+        self._on_lag = on_lag
+        self._lag_interval = lag_interval
+        self._next_lag = 0.0
+        self._lag_reported: set[TP] = set()
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._fetching = threading.Event()
@@ -131,8 +137,12 @@ class ConsumerThread:
                     consumer.pause(consumer.assignment())
                     paused_all = True
                 batch = consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout)
+                now = time.time()
                 if self._on_progress is not None:
-                    self._on_progress(time.time())
+                    self._on_progress(now)
+                if self._on_lag is not None and now >= self._next_lag:
+                    self._next_lag = now + self._lag_interval
+                    self._report_lag(consumer)
                 if batch and fetching:
                     self._loop.call_soon_threadsafe(self._sink.on_batch, batch)
             self._run_commands(consumer, synchronous=True)
@@ -199,6 +209,21 @@ class ConsumerThread:
         log.info("offsets committed", extra={"when": when, "offsets": _fmt_offsets(result)})
         if self._on_commit_result is not None:
             self._on_commit_result(not failed)
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        """Lag per assigned partition: the end offset this consumer has seen (cached from
+        fetch responses, no broker round trip) minus the committed offset."""
+        assert self._on_lag is not None
+        lag: dict[TP, int] = {}
+        for tp in self.assignment:
+            low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+            if high < 0:
+                continue
+            committed = self.committed.get(tp, low if low >= 0 else 0)
+            lag[tp] = max(0, high - committed)
+        gone = sorted(self._lag_reported - lag.keys())
+        self._lag_reported = set(lag)
+        self._on_lag(lag, gone)
 
     def _record_commit(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
