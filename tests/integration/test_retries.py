@@ -146,7 +146,8 @@ async def test_429_retry_after_is_honoured(settings_factory: Any, receiver_facto
     [record] = [
         decode_retry_record(m.value()) for m in read_topic(settings, settings.retry_topics()[1])
     ]
-    assert record.attempt == 2 and record.last_status == 429
+    assert record.attempt == 2
+    assert record.last_status == 429
 
 
 async def test_retry_uses_the_config_fixed_in_between(
@@ -176,7 +177,8 @@ async def test_retry_uses_the_config_fixed_in_between(
     assert reqs[0].path == "/new"
     assert reqs[0].headers["X-WFM-Event-Id"] == "fix-me"
     assert reqs[0].headers["Authorization"] == "Basic cm90YXRlZA=="  # rotated credential
-    assert reqs[0].body == b"" and "agent_id=7" in reqs[0].query  # now URL-encoded
+    assert reqs[0].body == b""
+    assert "agent_id=7" in reqs[0].query
 
 
 @pytest.mark.parametrize(
