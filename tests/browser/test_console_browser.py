@@ -158,8 +158,7 @@ async def test_sign_in_refuses_a_wrong_password_and_lands_on_the_accounts_list(
 async def test_accounts_list_shows_each_integration_and_filters(
     stack: Stack, context: BrowserContext, visits: Visits
 ) -> None:
-    base = stack.receiver.url("/list")
-    put_config(stack.settings, realistic_config("15300002", f"{base}/a"))
+    put_config(stack.settings, realistic_config("15300002", "https://wfm.example.com/ringcx"))
     put_config(
         stack.settings,
         realistic_config(
@@ -194,10 +193,20 @@ async def test_accounts_list_shows_each_integration_and_filters(
             headers={},
         ),
     )
+    put_config(
+        stack.settings,
+        realistic_config(
+            "15300093",
+            "https://wfm.tailspin-travel.example/hooks",
+            send_body_as_json=False,
+            agent_states=False,
+            end_call_events=False,
+        ),
+    )
     page = await context.new_page()
     await sign_in(page, visits)
     table = page.get_by_role("table")
-    for account_id in ("15300002", "15300017", "15300044", "15300081"):
+    for account_id in ("15300002", "15300017", "15300044", "15300081", "15300093"):
         await expect(table.get_by_role("link", name=account_id, exact=True)).to_be_visible()
     row = table.get_by_role("row").filter(has=page.get_by_role("link", name="15300044"))
     await expect(row).to_contain_text("No")
@@ -354,7 +363,7 @@ async def test_send_test_event_reaches_the_receiver_and_shows_the_result(
     result = page.locator(".test-result")
     await expect(result).to_contain_text("HTTP 200")
     await expect(result).to_contain_text("Delivered")
-    await expect(result).to_contain_text(re.compile(r"in \d+(\.\d)? ms"))
+    await expect(result).to_contain_text(re.compile(r"Time taken\s*\d+(\.\d)? ms"))
     await expect(result.locator("pre")).to_have_text("ok")
     html = await visits.snap(page)
     [req] = [r for r in stack.receiver.requests if r.path == "/test-event/call"]
