@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "console",
         help="serve the admin console (needs STREAM_WFM_CONSOLE_PASSWORD)",
+        description=(
+            "Serve the admin console on STREAM_WFM_CONSOLE_HOST:STREAM_WFM_CONSOLE_PORT "
+            "(default 0.0.0.0:9109). Sign in as STREAM_WFM_CONSOLE_USERNAME (default admin) "
+            "with STREAM_WFM_CONSOLE_PASSWORD; set STREAM_WFM_CONSOLE_SECRET_KEY to keep "
+            "sessions valid across restarts."
+        ),
     )
     parser.set_defaults(func=cmd_console)
 
