@@ -42,48 +42,62 @@ class Metrics:
 
         # --- pipeline --------------------------------------------------------
         self.events_consumed = Counter(
-            f"{p}_events_consumed_total", "Records consumed from an input topic.", ["topic"],
+            f"{p}_events_consumed_total",
+            "Records consumed from an input topic.",
+            ["topic"],
             registry=registry,
         )
         self.events_filtered = Counter(
             f"{p}_events_filtered_total",
             "Events not sent because of the account's integration (by reason).",
-            ["reason"], registry=registry,
+            ["reason"],
+            registry=registry,
         )
         self.events_invalid = Counter(
             f"{p}_events_invalid_total",
             "Input records that are not valid events (dead-lettered as invalid_event).",
-            ["topic"], registry=registry,
+            ["topic"],
+            registry=registry,
         )
         self.deliveries = Counter(
             f"{p}_deliveries_total",
             "Webhook delivery attempts by event kind, outcome and status class.",
-            ["kind", "outcome", "status_class"], registry=registry,
+            ["kind", "outcome", "status_class"],
+            registry=registry,
         )
         self.delivery_duration = Histogram(
-            f"{p}_delivery_duration_seconds", "Duration of one webhook request.", ["kind"],
-            buckets=DURATION_BUCKETS, registry=registry,
+            f"{p}_delivery_duration_seconds",
+            "Duration of one webhook request.",
+            ["kind"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
         )
         self.end_to_end_latency = Histogram(
             f"{p}_end_to_end_latency_seconds",
-            "Time from the input record's timestamp to its successful delivery.", ["kind"],
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "Time from the input record's timestamp to its successful delivery.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.in_flight = Gauge(
             f"{p}_requests_in_flight", "Webhook requests in flight.", registry=registry
         )
         self.pending_events = Gauge(
-            f"{p}_pending_events", "Consumed events not yet finished (buffered or in flight).",
+            f"{p}_pending_events",
+            "Consumed events not yet finished (buffered or in flight).",
             registry=registry,
         )
         self.assigned_partitions = Gauge(
-            f"{p}_assigned_partitions", "Partitions assigned to this instance, by topic.",
-            ["topic"], registry=registry,
+            f"{p}_assigned_partitions",
+            "Partitions assigned to this instance, by topic.",
+            ["topic"],
+            registry=registry,
         )
         self.consumer_lag = Gauge(
             f"{p}_consumer_lag",
             "Records behind: end offset seen by the consumer minus committed offset.",
-            ["topic", "partition"], registry=registry,
+            ["topic", "partition"],
+            registry=registry,
         )
         self.commits = Counter(
             f"{p}_offset_commits_total", "Offset commits by result.", ["result"], registry=registry
@@ -94,25 +108,34 @@ class Metrics:
 
         # --- retries and dead letters ---------------------------------------
         self.retries_scheduled = Counter(
-            f"{p}_retries_scheduled_total", "Events written to a retry tier.", ["tier"],
+            f"{p}_retries_scheduled_total",
+            "Events written to a retry tier.",
+            ["tier"],
             registry=registry,
         )
         self.retries_dropped = Counter(
             f"{p}_retries_dropped_total",
-            "Pending retries dropped because the current config no longer sends them.", ["reason"],
+            "Pending retries dropped because the current config no longer sends them.",
+            ["reason"],
             registry=registry,
         )
         self.dead_letters = Counter(
-            f"{p}_dead_letters_total", "Events written to the dead-letter topic.", ["reason"],
+            f"{p}_dead_letters_total",
+            "Events written to the dead-letter topic.",
+            ["reason"],
             registry=registry,
         )
         self.retry_lateness = Histogram(
-            f"{p}_retry_lateness_seconds", "How late a retry attempt starts after its due time.",
-            buckets=LATENESS_BUCKETS, registry=registry,
+            f"{p}_retry_lateness_seconds",
+            "How late a retry attempt starts after its due time.",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
         )
         self.paused_partitions = Gauge(
-            f"{p}_paused_partitions", "Partitions paused (waiting retries or backpressure).",
-            ["reason"], registry=registry,
+            f"{p}_paused_partitions",
+            "Partitions paused (waiting retries or backpressure).",
+            ["reason"],
+            registry=registry,
         )
 
         # --- config ------------------------------------------------------------
@@ -125,7 +148,9 @@ class Metrics:
             registry=registry,
         )
         self.config_records = Counter(
-            f"{p}_config_records_total", "Config records applied, by kind.", ["kind"],
+            f"{p}_config_records_total",
+            "Config records applied, by kind.",
+            ["kind"],
             registry=registry,
         )
 
@@ -133,5 +158,6 @@ class Metrics:
         self.ready = Gauge(f"{p}_ready", "1 when the instance is ready.", registry=registry)
         self.last_progress = Gauge(
             f"{p}_last_progress_timestamp_seconds",
-            "Unix time the consumer thread last returned from a poll.", registry=registry,
+            "Unix time the consumer thread last returned from a poll.",
+            registry=registry,
         )

@@ -31,11 +31,21 @@ from stream_wfm.pipeline.consumer import TP, Command, ConsumerThread
 from stream_wfm.pipeline.lanes import Dispatcher, Job
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.pipeline.work import Work
-from stream_wfm.retry.records import InvalidRetryRecordError, SourceRecord, decode_retry_record
+from stream_wfm.retry.records import (
+    InvalidRetryRecordError,
+    RetryRecord,
+    SourceRecord,
+    decode_retry_record,
+)
 from stream_wfm.retry.router import FailureRouter
 from stream_wfm.routing import decide
 
 log = logging.getLogger(__name__)
+
+# A retry record due within this many seconds is held in memory instead of pausing.
+HOLD_WINDOW = 0.5
+# A paused retry partition is resumed this long before its head record is due.
+RESUME_EARLY = 0.3
 
 
 class Pipeline:
@@ -219,13 +229,28 @@ class Pipeline:
                 None,
             )
             return True
-        now_ms = int(self._clock() * 1000)
-        if record.due_at_ms > now_ms:
+        wait = record.due_at_ms / 1000 - self._clock()
+        if wait > HOLD_WINDOW:
             self._wait_until_due(tracker, offset, record.due_at_ms)
             return False
-        self._metrics.retry_lateness.observe((now_ms - record.due_at_ms) / 1000)
         tracker.add(offset)
         self.pending += 1
+        if wait > 0:
+            # Due very soon: hold it here rather than pausing the partition again (a
+            # pause/resume round trip through the fetcher costs ~100-200 ms of lateness).
+            asyncio.get_running_loop().call_later(wait, self._retry_due, record, tracker, offset)
+        else:
+            self._retry_due(record, tracker, offset)
+        return True
+
+    def _retry_due(self, record: RetryRecord, tracker: PartitionTracker, offset: int) -> None:
+        if tracker.revoked or self._closing:
+            # Held past a revoke or shutdown: leave it to the next owner (uncommitted).
+            tracker.abandon(offset)
+            self.pending -= 1
+            self._check_revoke_waiters()
+            return
+        self._metrics.retry_lateness.observe(max(0.0, self._clock() - record.due_at_ms / 1000))
         source = record.source
         kind = record.kind
         try:
@@ -241,10 +266,9 @@ class Pipeline:
                 record.last_error,
                 record.last_status,
             )
-            return True
+            return
         work = Work(tracker, offset, source, kind, event, record.first_attempt_at_ms)
         self._route(work, attempt=record.attempt, retry=True)
-        return True
 
     def _route(self, work: Work, attempt: int, retry: bool = False) -> None:
         event = work.event
@@ -381,7 +405,9 @@ class Pipeline:
         tp = (tracker.topic, tracker.partition)
         consumer.pause([tp])
         consumer.seek(tracker.topic, tracker.partition, offset)
-        delay = max(0.0, due_at_ms / 1000 - self._clock())
+        # Resume a little early; records arriving within HOLD_WINDOW of their due time are
+        # held in memory until due, so the fetch round trip does not make retries late.
+        delay = max(0.0, due_at_ms / 1000 - self._clock() - RESUME_EARLY)
         self._waiting[tp] = asyncio.get_running_loop().call_later(delay, self._resume_due, tp)
         self._metrics.paused_partitions.labels("retry_not_due").inc()
 

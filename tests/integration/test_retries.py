@@ -153,7 +153,7 @@ async def test_429_retry_after_is_honoured(settings_factory: Any, receiver_facto
 async def test_retry_uses_the_config_fixed_in_between(
     settings_factory: Any, receiver_factory: Any
 ) -> None:
-    settings = settings_factory(retry_backoff="8s")
+    settings = settings_factory(retry_backoff="3s")
     rec = await receiver_factory()
     broken = await receiver_factory(respond=scripted(503))
     configure(settings, broken.url("/old"))
