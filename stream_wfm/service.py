@@ -58,6 +58,7 @@ class Service:
             settings.config_topic,
             reader_config(settings, "stream-wfm-config"),
             on_invalid=self.metrics.config_invalid_records.inc,
+            on_change=self._config_changed,
         )
         self.metrics.config_accounts.set_function(lambda: len(self.store))
         self.producer = AsyncProducer(producer_config(settings))
@@ -87,6 +88,17 @@ class Service:
         if not self._joined:
             return f"consumer has not joined group {self.settings.group_id} yet"
         return None
+
+    def _config_changed(self, _account_id: str, entry: object | None) -> None:
+        # Runs on the config store's thread; prometheus-client counters are thread-safe.
+        self.metrics.config_records.labels("delete" if entry is None else "upsert").inc()
+
+    def _set_lag(self, lag: dict[tuple[str, int], int], gone: list[tuple[str, int]]) -> None:
+        gauge = self.metrics.consumer_lag
+        for (topic, partition), value in lag.items():
+            gauge.labels(topic, str(partition)).set(value)
+        for topic, partition in gone:  # revoked: stop reporting its lag from here
+            gauge.remove(topic, str(partition))
 
     def _progress(self, now: float) -> None:
         self._last_progress = now
@@ -144,6 +156,7 @@ class Service:
             revoke_timeout=revoke_timeout,
             on_progress=self._progress,
             on_commit_result=lambda ok: self.metrics.commits.labels("ok" if ok else "error").inc(),
+            on_lag=self._set_lag,
         )
         pipeline.attach(consumer)
         consumer.start()
