@@ -206,14 +206,16 @@ def put_config(settings: Settings, config: dict[str, Any]) -> None:
     from stream_wfm.integrations.writer import ConfigWriter
     from stream_wfm.kafka.config import producer_config
 
-    ConfigWriter(settings.config_topic, producer_config(settings)).put(validate_config(config))
+    with ConfigWriter(settings.config_topic, producer_config(settings)) as writer:
+        writer.put(validate_config(config))
 
 
 def delete_config(settings: Settings, account_id: str) -> None:
     from stream_wfm.integrations.writer import ConfigWriter
     from stream_wfm.kafka.config import producer_config
 
-    ConfigWriter(settings.config_topic, producer_config(settings)).delete(account_id)
+    with ConfigWriter(settings.config_topic, producer_config(settings)) as writer:
+        writer.delete(account_id)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

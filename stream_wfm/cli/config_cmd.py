@@ -92,7 +92,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     config = _validated(_read_json(args.file), args.account_id)
     settings = require_bootstrap(settings_or_exit())
     try:
-        _writer(settings).put(config)
+        with _writer(settings) as writer:
+            writer.put(config)
     except ConfigWriteError as exc:
         fail(str(exc))
     print(f"saved integration for account {config.account_id} to {settings.config_topic}")
@@ -102,7 +103,8 @@ def cmd_put(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     settings = require_bootstrap(settings_or_exit())
     try:
-        _writer(settings).delete(args.account_id)
+        with _writer(settings) as writer:
+            writer.delete(args.account_id)
     except ConfigWriteError as exc:
         fail(str(exc))
     print(f"deleted integration for account {args.account_id} (tombstone written)")

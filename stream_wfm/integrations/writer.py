@@ -28,6 +28,7 @@ class ConfigWriter:
             if k not in {"enable.idempotence", "acks", "linger.ms", "compression.type"}
         }
         self._producer = Producer(producer_config)
+        self._closed = False
 
     def check_topic(self, timeout: float = 10.0) -> None:
         """Refuse to write when the config topic does not exist (no accidental auto-create)."""
@@ -46,6 +47,20 @@ class ConfigWriter:
     def delete(self, account_id: str, timeout: float = 10.0) -> None:
         """Write a tombstone: the account's integration is deleted."""
         self._write(account_id, None, timeout)
+
+    def close(self) -> None:
+        """Flush and release the producer's connections; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._producer.flush(5)
+        self._producer.close()
+
+    def __enter__(self) -> ConfigWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _write(self, account_id: str, value: bytes | None, timeout: float) -> None:
         errors: list[KafkaError] = []
