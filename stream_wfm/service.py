@@ -12,8 +12,8 @@ from types import TracebackType
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from stream_wfm.delivery.aiohttp_transport import AiohttpTransport
 from stream_wfm.delivery.transport import Transport
+from stream_wfm.delivery.transports import create_transport
 from stream_wfm.events import EventKind
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.kafka.config import group_consumer_config, producer_config, reader_config
@@ -33,7 +33,9 @@ LIVENESS_STALL_SECONDS = 60.0
 
 
 def make_transport(settings: Settings) -> Transport:
-    return AiohttpTransport(
+    """The HTTP transport ``STREAM_WFM_HTTP_TRANSPORT`` names."""
+    return create_transport(
+        settings.http_transport,
         max_in_flight=settings.max_in_flight,
         max_in_flight_per_host=settings.max_in_flight_per_host,
         allow_private_destinations=settings.allow_private_destinations,

@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     allow_private_destinations: bool = Field(
         default=False, description="Allow webhooks to loopback/private/link-local addresses."
     )
-    http_transport: Literal["aiohttp"] = Field(
-        default="aiohttp", description="HTTP client used for webhooks."
+    http_transport: Literal["aiohttp", "pyreqwest"] = Field(
+        default="aiohttp",
+        description="HTTP client used for webhooks (chosen by `stream-wfm bench`).",
     )
     max_in_flight: int = Field(
         default=256, ge=1, le=10_000, description="Webhook requests in flight, overall."
