@@ -87,6 +87,8 @@ class Service:
             return "consumer not started"
         if consumer.fatal_error is not None:
             return f"consumer failed: {consumer.fatal_error}"
+        if consumer.broker_error is not None:
+            return f"Kafka not reachable: {consumer.broker_error}"
         if not self._joined:
             return f"consumer has not joined group {self.settings.group_id} yet"
         return None

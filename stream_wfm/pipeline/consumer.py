@@ -64,7 +64,7 @@ class ConsumerThread:
         on_lag: Callable[[dict[TP, int], list[TP]], None] | None = None,
         lag_interval: float = 1.0,
     ) -> None:
-        self._config = {**config, "on_commit": self._on_commit}
+        self._config = {**config, "on_commit": self._on_commit, "error_cb": self._on_error}
         self._topics = topics
         self._loop = loop
         self._sink = sink
@@ -86,6 +86,9 @@ class ConsumerThread:
         self.assignment: set[TP] = set()
         self.committed: dict[TP, int] = {}
         self.fatal_error: str | None = None
+        # Set while librdkafka reports every broker down; cleared by a metadata round trip.
+        self.broker_error: str | None = None
+        self._next_broker_check = 0.0
         self.closed = threading.Event()
 
     # --- called from the loop -------------------------------------------------
@@ -140,6 +143,9 @@ class ConsumerThread:
                 now = time.time()
                 if self._on_progress is not None:
                     self._on_progress(now)
+                if self.broker_error is not None and now >= self._next_broker_check:
+                    self._next_broker_check = now + 2.0
+                    self._check_broker(consumer)
                 if self._on_lag is not None and now >= self._next_lag:
                     self._next_lag = now + self._lag_interval
                     self._report_lag(consumer)
@@ -209,6 +215,23 @@ class ConsumerThread:
         log.info("offsets committed", extra={"when": when, "offsets": _fmt_offsets(result)})
         if self._on_commit_result is not None:
             self._on_commit_result(not failed)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            if self.broker_error is None:
+                log.warning("Kafka brokers unreachable", extra={"error": str(err)})
+            self.broker_error = str(err)
+        elif err.fatal():
+            self.fatal_error = str(err)
+            log.error("fatal Kafka error", extra={"error": str(err)})
+
+    def _check_broker(self, consumer: Consumer) -> None:
+        try:
+            consumer.list_topics(timeout=1.0)
+        except KafkaException:
+            return
+        log.info("Kafka brokers reachable again")
+        self.broker_error = None
 
     def _report_lag(self, consumer: Consumer) -> None:
         """Lag per assigned partition: the end offset this consumer has seen (cached from
