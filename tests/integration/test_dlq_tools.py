@@ -4,7 +4,9 @@ CLI, dry run, and redrive through the normal pipeline with the current config.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +105,18 @@ def set_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     for key, value in settings.kafka.items():
         monkeypatch.setenv(f"STREAM_WFM_KAFKA__{key.replace('.', '_').upper()}", value)
     monkeypatch.setenv("STREAM_WFM_LOG_FORMAT", "json")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`dlq redrive` configures logging (its audit line goes to stderr): give the root
+    logger back afterwards, or later tests log to this test's closed capture stream."""
+    root, access = logging.getLogger(), logging.getLogger("aiohttp.access")
+    handlers, level, access_level = root.handlers[:], root.level, access.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    access.setLevel(access_level)
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -259,6 +273,7 @@ async def test_redrive_delivers_with_current_config_and_keeps_the_dlq(
         assert SECRET_V2.encode() not in raw
 
 
+@pytest.mark.usefixtures("restore_logging")
 async def test_cli_redrive_dry_run_then_redrive(
     settings_factory: Any,
     receiver_factory: Any,
