@@ -52,7 +52,10 @@ async def test_three_instances_then_one_added_and_one_removed_mid_stream(
         60,
         "6 partitions spread 2/2/2 over three instances",
     )
-    delivered = lambda: {r.headers["X-WFM-Event-Id"] for r in rec.requests}  # noqa: E731
+
+    def delivered() -> set[str]:
+        return {r.headers["X-WFM-Event-Id"] for r in rec.requests}
+
     started = time.monotonic()
     produce_json(settings, topic, events(0, 4000))
     await wait_until(lambda: len(delivered()) >= 1000, 60, "first quarter delivered")
