@@ -76,7 +76,7 @@ REDRIVEN: Final = "redriven"
 WOULD_REDRIVE: Final = "would redrive"
 INVALID_EVENT: Final = "invalid_event"
 _AUDIT_EVENT_IDS: Final = 20
-_ACK_TIMEOUT: Final = 30.0
+_ACK_TIMEOUT: Final = 30.0  # seconds to wait for acknowledgements
 # consume() waits this long unless a full batch arrives: keep it short, EOF comes fast.
 _BATCH_WAIT: Final = 0.05
 
@@ -391,8 +391,9 @@ def redrive(
     second, with an idempotent producer, and waits for the broker's
     acknowledgements. Invalid events are skipped. ``progress(done, total)`` is
     called after each dead letter. A dry run writes nothing. Raises
-    :class:`RedriveError` (with the report) when some record was not
-    acknowledged, and :class:`DlqError` when the producer refuses a record.
+    :class:`RedriveError`, with the report, when some record was refused or
+    not acknowledged within 30 s (after a refusal nothing more is written; the
+    acknowledged records stay written and will be delivered).
     """
     topic = settings.retry_topics()[0]
     total = len(dead_letters)
@@ -400,7 +401,7 @@ def redrive(
     pacer = _Pacer(rate)
     producer = None if dry_run else Producer(producer_config(settings, "stream-wfm-dlq-redrive"))
     acked = 0
-    failed: list[str] = []
+    stopped_by: str | None = None  # the producer refused a record: write no more
     started = time.monotonic()
 
     def acknowledge(item: dict[str, Any]) -> Callable[[KafkaError | None, Message], None]:
@@ -411,7 +412,6 @@ def redrive(
                 acked += 1
             else:
                 item["result"] = f"failed: {err}"
-                failed.append(str(err))
 
         return on_delivery
 
@@ -421,28 +421,33 @@ def redrive(
             items.append(_item(dead_letter, f"skipped: {why}"))
         elif producer is None:
             items.append(_item(dead_letter, WOULD_REDRIVE))
+        elif stopped_by is not None:
+            items.append(_item(dead_letter, "failed: not attempted after an earlier error"))
         else:
             item = _item(dead_letter, "failed: not acknowledged")
             items.append(item)
             pacer.wait()
             record = redrive_record(dead_letter, int(time.time() * 1000))
-            _produce(
-                producer, topic, encode_retry_record(record), record.source.key, acknowledge(item)
-            )
+            try:
+                _produce(producer, topic, encode_retry_record(record), record.source.key,
+                         acknowledge(item))  # fmt: skip
+            except DlqError as exc:
+                stopped_by = item["result"] = f"failed: {exc}"
         if progress is not None:
             progress(done, total)
 
-    unacked = producer.flush(_ACK_TIMEOUT) if producer is not None else 0
+    if producer is not None:
+        producer.flush(_ACK_TIMEOUT)  # what is still unacknowledged afterwards has failed
     skipped = sum(1 for item in items if item["result"].startswith("skipped:"))
+    failures = [item["result"] for item in items if item["result"].startswith("failed:")]
     report = RedriveReport(
         planned=total - skipped, redriven=acked, skipped=skipped, dry_run=dry_run, items=items
     )
-    _audit(settings, topic, report, rate, time.monotonic() - started, failed=len(failed) + unacked)
-    if failed or unacked:
-        why = failed[0] if failed else f"no answer within {_ACK_TIMEOUT:g}s"
+    _audit(settings, topic, report, rate, time.monotonic() - started, failed=len(failures))
+    if failures:
         raise RedriveError(
-            f"{report.planned - acked} of {report.planned} retry records were not acknowledged "
-            f"by the broker ({why}); {acked} were written and will be delivered",
+            f"{len(failures)} of {report.planned} dead letters were not redriven "
+            f"({failures[0]}); {acked} were written and will be delivered",
             report,
         )
     return report

@@ -4,14 +4,26 @@ skip rules and the redrive record."""
 from __future__ import annotations
 
 import argparse
+import logging
+from dataclasses import replace
 
 import pytest
 
 from stream_wfm.cli.dlq import parse_time
 from stream_wfm.cli.progress import render
 from stream_wfm.events import EventKind
-from stream_wfm.retry.dlq import DeadLetter, DlqFilter, _Newest, _Pacer, redrive_record, skip_reason
+from stream_wfm.retry.dlq import (
+    DeadLetter,
+    DlqFilter,
+    RedriveError,
+    _Newest,
+    _Pacer,
+    redrive,
+    redrive_record,
+    skip_reason,
+)
 from stream_wfm.retry.records import DlqRecord, SourceRecord
+from stream_wfm.settings import Settings
 
 T0 = 1_764_064_800_000  # 2025-11-25T10:00:00Z
 
@@ -142,3 +154,27 @@ def test_redrive_record_is_due_now_with_a_fresh_budget() -> None:
 def test_render_progress() -> None:
     assert render("redrive", 5, 10, width=10) == "redrive [#####.....] 5/10"
     assert render("x", 0, 0, "done", width=4) == "x [####] 0/0  done"
+
+
+def test_redrive_stops_and_reports_when_the_producer_refuses_a_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # librdkafka refuses a record above message.max.bytes at produce() time: no broker needed.
+    settings = Settings(bootstrap_servers="127.0.0.1:1", kafka={"message.max.bytes": "2000"})
+    big = letter(offset=1)
+    big_source = SourceRecord("wfm.agent-events", 0, 1, b"k", b"x" * 5000, T0)
+    big = DeadLetter(big.topic, 0, 1, T0, replace(big.record, source=big_source))
+    letters = [letter(offset=0, reason="invalid_event", account_id=None), big, letter(offset=2)]
+    with caplog.at_level(logging.INFO, "stream_wfm.retry.dlq"), pytest.raises(RedriveError) as info:
+        redrive(settings, letters)
+    report = info.value.report
+    assert (report.planned, report.redriven, report.skipped) == (2, 0, 1)
+    results = [item["result"] for item in report.items]
+    assert results[0].startswith("skipped: invalid event")
+    assert results[1].startswith("failed: cannot write to wfm.webhooks.retry.10s")
+    assert results[2] == "failed: not attempted after an earlier error"
+    assert "2 of 2 dead letters were not redriven" in str(info.value)
+    audit = [r for r in caplog.records if r.getMessage() == "dlq redrive"]
+    assert len(audit) == 1
+    assert audit[0].levelno == logging.ERROR
+    assert audit[0].__dict__["failed"] == 2
