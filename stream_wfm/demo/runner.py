@@ -107,9 +107,10 @@ def demo_settings(bootstrap_servers: str, *, quiet_librdkafka: bool = True) -> S
 
 def write_integrations(settings: Settings, integrations: Sequence[SampleIntegration]) -> None:
     """Validate and write the sample integrations to the config topic."""
-    writer = ConfigWriter(settings.config_topic, producer_config(settings, "stream-wfm-demo"))
-    for integration in integrations:
-        writer.put(validate_config(integration.config, integration.account_id))
+    config = producer_config(settings, "stream-wfm-demo")
+    with ConfigWriter(settings.config_topic, config) as writer:
+        for integration in integrations:
+            writer.put(validate_config(integration.config, integration.account_id))
 
 
 class Replayer:
@@ -150,7 +151,9 @@ class Replayer:
             )
             producer.poll(0)
             self.produced += 1
-        if producer.flush(30) > 0 or errors:
+        unacknowledged = producer.flush(30)
+        producer.close()
+        if unacknowledged or errors:
             raise DemoError(f"the broker did not acknowledge the replayed events: {errors[:1]}")
 
 
@@ -174,8 +177,9 @@ class Demo:
         try:
             outcome = await self._run_on(broker, stop)
         finally:
-            # The service's Kafka clients live until garbage-collected (its objects form
-            # cycles); collect them before the broker goes, or they log reconnect errors.
+            # The service's producer is only flushed by Service.stop(), not closed: it lives
+            # until garbage-collected (the service's objects form cycles). Collect it
+            # before the broker goes, or it logs reconnect errors after the summary.
             gc.collect()
             await asyncio.to_thread(broker.stop)
         self.say("Stopped: the service drained and committed; receiver and broker shut down.")

@@ -415,29 +415,33 @@ def redrive(
 
         return on_delivery
 
-    for done, dead_letter in enumerate(dead_letters, 1):
-        why = skip_reason(dead_letter)
-        if why is not None:
-            items.append(_item(dead_letter, f"skipped: {why}"))
-        elif producer is None:
-            items.append(_item(dead_letter, WOULD_REDRIVE))
-        elif stopped_by is not None:
-            items.append(_item(dead_letter, "failed: not attempted after an earlier error"))
-        else:
-            item = _item(dead_letter, "failed: not acknowledged")
-            items.append(item)
-            pacer.wait()
-            record = redrive_record(dead_letter, int(time.time() * 1000))
-            try:
-                _produce(producer, topic, encode_retry_record(record), record.source.key,
-                         acknowledge(item))  # fmt: skip
-            except DlqError as exc:
-                stopped_by = item["result"] = f"failed: {exc}"
-        if progress is not None:
-            progress(done, total)
+    try:
+        for done, dead_letter in enumerate(dead_letters, 1):
+            why = skip_reason(dead_letter)
+            if why is not None:
+                items.append(_item(dead_letter, f"skipped: {why}"))
+            elif producer is None:
+                items.append(_item(dead_letter, WOULD_REDRIVE))
+            elif stopped_by is not None:
+                items.append(_item(dead_letter, "failed: not attempted after an earlier error"))
+            else:
+                item = _item(dead_letter, "failed: not acknowledged")
+                items.append(item)
+                pacer.wait()
+                record = redrive_record(dead_letter, int(time.time() * 1000))
+                try:
+                    _produce(producer, topic, encode_retry_record(record), record.source.key,
+                             acknowledge(item))  # fmt: skip
+                except DlqError as exc:
+                    stopped_by = item["result"] = f"failed: {exc}"
+            if progress is not None:
+                progress(done, total)
 
-    if producer is not None:
-        producer.flush(_ACK_TIMEOUT)  # what is still unacknowledged afterwards has failed
+        if producer is not None:
+            producer.flush(_ACK_TIMEOUT)  # what is still unacknowledged afterwards has failed
+    finally:
+        if producer is not None:
+            producer.close()
     skipped = sum(1 for item in items if item["result"].startswith("skipped:"))
     failures = [item["result"] for item in items if item["result"].startswith("failed:")]
     report = RedriveReport(
