@@ -17,6 +17,9 @@ from stream_wfm.errors import SettingsError
 
 ENV_PREFIX = "STREAM_WFM_"
 DEFAULT_RETRY_BACKOFF = "10s,1m,10m,1h"
+# librdkafka properties whose names contain an underscore (SPEC §8 writes dots as
+# underscores, so these are mapped back): STREAM_WFM_KAFKA__LOG_LEVEL → log_level.
+_UNDERSCORED_KAFKA_KEYS = {"log.level": "log_level"}
 _DELAY = re.compile(r"^([1-9][0-9]*)([smh])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 # librdkafka properties that hold credentials: never logged.
@@ -138,7 +141,8 @@ class Settings(BaseSettings):
     @field_validator("kafka", mode="after")
     @classmethod
     def _dotted_kafka_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        return {key.lower().replace("_", "."): str(item) for key, item in value.items()}
+        dotted = ((key.lower().replace("_", "."), str(item)) for key, item in value.items())
+        return {_UNDERSCORED_KAFKA_KEYS.get(key, key): item for key, item in dotted}
 
     @property
     def retry_tiers(self) -> tuple[tuple[str, int], ...]:

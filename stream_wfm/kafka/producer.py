@@ -85,6 +85,7 @@ class AsyncProducer:
         self._stop.set()
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join, 5)
+        self._producer.close()  # release connections now, not at garbage collection
 
     async def __aenter__(self) -> AsyncProducer:
         return await self.start()
