@@ -101,5 +101,5 @@ def test_backoff_parses_distinct_non_decreasing_tiers(tiers: list[tuple[int, str
     if valid:
         assert parse_backoff(text) == tuple(zip(names, seconds, strict=True))
     else:
-        with pytest.raises(ValueError, match="shorter than the tier before|distinct"):
+        with pytest.raises(ValueError, match=r"shorter than the tier before|distinct"):
             parse_backoff(text)
