@@ -108,6 +108,7 @@ async def console(settings_factory: Callable[..., Settings]) -> AsyncIterator[Co
     finally:
         await client.close()
         await transport.close()
+        writer.close()
         store.stop()
 
 
