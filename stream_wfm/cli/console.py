@@ -101,3 +101,4 @@ async def _serve(settings: Settings, writer: ConfigWriter) -> None:
         await runner.cleanup()
         await transport.close()
         await asyncio.to_thread(store.stop)
+        await asyncio.to_thread(writer.close)
