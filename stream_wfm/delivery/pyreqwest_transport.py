@@ -146,7 +146,7 @@ class PyreqwestTransport:
         entry = self._hosts.get(key)
         if self._allow_private:
             if entry is None:
-                entry = self._hosts[key] = _Host(self._build(None), None, 0.0, None)
+                entry = self._hosts[key] = _Host(self._build(None), None, float("inf"), None)
             return entry
         now = self._clock()
         if entry is not None and entry.expires > now:
@@ -191,8 +191,34 @@ class PyreqwestTransport:
 
     # --- sending ---------------------------------------------------------------------------
     async def send(self, request: WebhookRequest) -> Outcome:
-        outcome, _body = await self._send(request, 0)
-        return outcome
+        """The hot path: :meth:`_send` without the body preview, inlined (one coroutine)."""
+        entry = self._hosts.get(request.host_key)
+        if entry is None or entry.expires <= self._clock() or self._closed:
+            outcome, _body = await self._send(request, 0)
+            return outcome
+        client = entry.client
+        if client is None:
+            return destination_not_allowed_outcome(entry.refusal or "refused")
+        builder = (
+            client.request(request.method, request.url)
+            .headers(request.headers)
+            .timeout(self._timeout(request.timeout))
+        )
+        if request.body:
+            builder = builder.body_bytes(request.body)
+        try:
+            async with builder.build_streamed() as resp:
+                status = resp.status
+                if resp.get_header("Content-Length") != "0":
+                    await self._read_bounded(resp.body_reader, 0)
+                if 200 <= status < 300:
+                    return classify_status(status)
+                retry_after = resp.get_header("Retry-After")
+        except RequestTimeoutError:
+            return timeout_outcome(request.timeout)
+        except PyreqwestError as exc:
+            return connection_error_outcome(exc)
+        return classify_status(status, retry_after)
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
         start = time.perf_counter()
@@ -203,7 +229,7 @@ class PyreqwestTransport:
         if self._closed:
             return connection_error_outcome(RuntimeError("transport closed")), b""
         entry = self._hosts.get(request.host_key)
-        if entry is None or (entry.expires and entry.expires <= self._clock()):
+        if entry is None or entry.expires <= self._clock():
             try:
                 entry = await self._host(request)
             except OSError as exc:  # resolution failed
