@@ -138,6 +138,7 @@ class Service:
                 lanes_per_host=min(settings.lanes, settings.max_in_flight_per_host),
                 max_in_flight=settings.max_in_flight,
                 clock=time.perf_counter,
+                max_queued_per_host=settings.max_queued_per_host,
             ),
             router=router,
             metrics=self.metrics,

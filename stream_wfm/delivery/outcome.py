@@ -118,6 +118,15 @@ def connection_error_outcome(exc: BaseException) -> Outcome:
     return Outcome(OutcomeKind.RETRYABLE, None, error, "connection_error")
 
 
+def backlog_outcome(queued: int) -> Outcome:
+    """Not attempted: the destination host already has ``queued`` requests waiting (a slow
+    or hanging endpoint). Retryable, so the event moves to a retry tier instead of
+    filling the shared buffer and holding up other destinations."""
+    return Outcome(
+        OutcomeKind.RETRYABLE, None, f"destination backlog full ({queued} queued)", "backlog"
+    )
+
+
 def destination_not_allowed_outcome(detail: str) -> Outcome:
     """The destination guard refused the address (``detail``: e.g. ``10.0.0.1 is private``)."""
     return Outcome(

@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 class Job:
     """One delivery attempt waiting in (or running from) a lane."""
 
-    __slots__ = ("attempt", "context", "order_key", "request")
+    __slots__ = ("attempt", "context", "order_key", "queued_at", "request")
 
     def __init__(self, request: WebhookRequest, order_key: str, attempt: int, context: Any) -> None:
         self.request = request
         self.order_key = order_key
         self.attempt = attempt
         self.context = context  # owned by whoever submitted the job
+        self.queued_at = 0.0
 
 
 OutcomeHandler = Callable[[Job, Outcome, float], None]
@@ -58,6 +59,8 @@ class Dispatcher:
         lanes_per_host: int,
         max_in_flight: int,
         clock: Callable[[], float],
+        max_queued_per_host: int = 2_000,
+        max_queue_wait: float = 5.0,
     ) -> None:
         self._transport = transport
         self._on_outcome = on_outcome
@@ -66,25 +69,69 @@ class Dispatcher:
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
+        self._max_queued_per_host = max_queued_per_host
+        self._max_queue_wait = max_queue_wait
         self.queued = 0
         self.in_flight = 0
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> bool:
+        """Queue ``job`` in its lane; False when its host is saturated (the bulkhead).
+
+        A host is saturated when it has ``max_queued_per_host`` jobs waiting and the head
+        of the job's lane has waited longer than ``max_queue_wait``: the destination is
+        not keeping up, and queueing more would fill the shared buffer (and pause every
+        other destination's input). The caller sends such a job to a retry tier.
+        """
         key = job.request.host_key
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host()
         index = hash(job.order_key) % self._lanes_per_host
         lane = host.lanes.get(index)
+        now = job.queued_at = self._clock()
+        if lane is not None:
+            if (
+                host.queued >= self._max_queued_per_host
+                and lane
+                and now - lane[0].queued_at > self._max_queue_wait
+            ):
+                return False
+            lane.append(job)
+            self.queued += 1
+            host.queued += 1
+            return True
         self.queued += 1
         host.queued += 1
-        if lane is not None:
-            lane.append(job)
-            return
         lane = host.lanes[index] = deque((job,))
         task = asyncio.get_running_loop().create_task(self._drain(key, host, index, lane))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
+
+    def shed_stale(self) -> list[Job]:
+        """Take queued jobs away from saturated hosts (see :meth:`submit`).
+
+        A host holding more than ``max_queued_per_host`` queued jobs whose oldest lane head
+        has waited longer than ``max_queue_wait`` keeps its first jobs per lane (up to the
+        limit overall); the later ones are removed and returned, in lane order, for the
+        caller to move to a retry tier. Run periodically: a hanging destination would
+        otherwise hold its backlog in the shared buffer until it drained.
+        """
+        now = self._clock()
+        shed: list[Job] = []
+        for host in self._hosts.values():
+            if host.queued <= self._max_queued_per_host:
+                continue
+            heads = [lane[0].queued_at for lane in host.lanes.values() if lane]
+            if not heads or now - min(heads) <= self._max_queue_wait:
+                continue
+            keep = max(1, self._max_queued_per_host // len(host.lanes))
+            for lane in host.lanes.values():
+                while len(lane) > keep:
+                    shed.append(lane.pop())
+                    host.queued -= 1
+                    self.queued -= 1
+        return shed
 
     def host_backlog(self, host_key: str) -> int:
         host = self._hosts.get(host_key)

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
-from stream_wfm.delivery.outcome import Outcome, OutcomeKind
+from stream_wfm.delivery.outcome import Outcome, OutcomeKind, backlog_outcome
 from stream_wfm.delivery.request import UnformattableEventError
 from stream_wfm.events import EventKind, InvalidEventError, decode_event
 from stream_wfm.integrations.store import ConfigStore
@@ -85,6 +85,7 @@ class Pipeline:
         self._backpressure = False
         self._closing = False
         self._commit_task: asyncio.Task[None] | None = None
+        self._shed_task: asyncio.Task[None] | None = None
         self.pending = 0
         # Pre-bound metric children (no label lookup per event).
         topics = [*topic_kinds, *retry_topics]
@@ -106,7 +107,9 @@ class Pipeline:
 
     def attach(self, consumer: ConsumerThread) -> None:
         self._consumer = consumer
-        self._commit_task = asyncio.get_running_loop().create_task(self._commit_periodically())
+        loop = asyncio.get_running_loop()
+        self._commit_task = loop.create_task(self._commit_periodically())
+        self._shed_task = loop.create_task(self._shed_periodically())
 
     # --- consumer thread → loop ---------------------------------------------------------
     def on_assigned(self, partitions: list[TP]) -> None:
@@ -300,7 +303,12 @@ class Pipeline:
             return
         if work.first_attempt_ms == 0:
             work.first_attempt_ms = int(self._clock() * 1000)
-        self._dispatcher.submit(Job(request, event.order_key, attempt, work))
+        job = Job(request, event.order_key, attempt, work)
+        if not self._dispatcher.submit(job):
+            # Bulkhead: this destination is not keeping up. Count the attempt as a
+            # retryable failure so the event waits in a retry tier, not in the shared buffer.
+            queued = self._dispatcher.host_backlog(request.host_key)
+            self._on_outcome(job, backlog_outcome(queued), 0.0)
 
     def _on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         work: Work = job.context
@@ -461,6 +469,19 @@ class Pipeline:
         """Everything committable now (for shutdown), whether or not it moved."""
         return {tp: o for tp, t in self._trackers.items() if (o := t.committable()) is not None}
 
+    async def _shed_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            shed = self._dispatcher.shed_stale()
+            if shed:
+                log.warning(
+                    "destination not keeping up: moving queued events to the retry tier",
+                    extra={"host": shed[0].request.host_key, "events": len(shed)},
+                )
+            for job in reversed(shed):  # oldest first
+                queued = self._dispatcher.host_backlog(job.request.host_key)
+                self._on_outcome(job, backlog_outcome(queued), 0.0)
+
     async def _commit_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._commit_interval)
@@ -472,10 +493,11 @@ class Pipeline:
         """Stop committing and timers; later revokes answer at once with what is finished."""
         self._closing = True
         self._check_revoke_waiters()
-        task, self._commit_task = self._commit_task, None
-        if task is not None:
+        tasks = [t for t in (self._commit_task, self._shed_task) if t is not None]
+        self._commit_task = self._shed_task = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for handle in self._waiting.values():
             if handle is not None:
                 handle.cancel()

@@ -361,3 +361,63 @@ async def test_destination_guard_refuses_loopback(
     letters = [decode_dlq_record(m.value()) for m in read_topic(settings, settings.dlq_topic)]
     assert {letter.reason for letter in letters} == {"destination_not_allowed"}
     assert all(letter.attempts == 1 for letter in letters)
+
+
+async def test_hanging_endpoint_does_not_hold_up_another_host(
+    settings_factory: Any, receiver_factory: Any
+) -> None:
+    """Bulkheads: a hanging destination (127.0.0.1) fills only its own slots and queue;
+    its overflow goes to the retry tier, and 127.0.0.2 keeps receiving promptly."""
+    settings = settings_factory(
+        topic_partitions=1, max_in_flight_per_host=4, max_queued_per_host=20,
+        max_buffered_events=100, retry_backoff="10s",
+    )  # fmt: skip
+    hanging = await receiver_factory(host="127.0.0.1", delay=3.0)
+    healthy = await receiver_factory(host="127.0.0.2")
+    put_config(
+        settings,
+        {
+            "account_id": "slow",
+            "agent_login_events": True,
+            "agent_event_url": hanging.url(),
+            "timeout_seconds": 1,
+        },
+    )
+    put_config(
+        settings,
+        {"account_id": "fast", "agent_login_events": True, "agent_event_url": healthy.url()},
+    )
+    async with Service(settings) as service:
+        produce_json(
+            settings,
+            settings.agent_events_topic,
+            [state("slow", f"a{i}", "LOGIN") for i in range(500)],
+        )
+        await wait_until(
+            lambda: (
+                metric(
+                    service,
+                    "stream_wfm_deliveries_total",
+                    kind="agent",
+                    outcome="retryable",
+                    status_class="backlog",
+                )
+                > 0
+            )
+        )
+        produce_json(
+            settings,
+            settings.agent_events_topic,
+            [state("fast", f"b{i}", "LOGIN") for i in range(50)],
+        )
+        await healthy.wait_count(50, timeout=10)
+        shed = metric(
+            service,
+            "stream_wfm_deliveries_total",
+            kind="agent",
+            outcome="retryable",
+            status_class="backlog",
+        )
+        scheduled = metric(service, "stream_wfm_retries_scheduled_total", tier="10s")
+    assert shed >= 400  # the hanging host kept about max_queued_per_host + its slots
+    assert scheduled >= shed

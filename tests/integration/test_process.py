@@ -77,7 +77,7 @@ async def test_kill9_mid_stream_then_restart_loses_nothing(
 async def test_sigterm_drains_in_flight_and_commits(
     settings_factory: Any, receiver_factory: Any, service_process: Any
 ) -> None:
-    settings = settings_factory(shutdown_timeout=8.0)
+    settings = settings_factory(shutdown_timeout=15.0)
     rec = await receiver_factory(delay=0.3)
     configure(settings, rec)
     n = 200
