@@ -66,6 +66,7 @@ class Service:
         self.producer = AsyncProducer(producer_config(settings))
         self._consumer: ConsumerThread | None = None
         self._pipeline: Pipeline | None = None
+        self._consumer_starter: asyncio.Task[None] | None = None
         self._http: web.AppRunner | None = None
         self._last_progress = time.time()
         self._joined = False
@@ -150,13 +151,27 @@ class Service:
             max_buffered=settings.max_buffered_events,
             revoke_drain=revoke_timeout / 2,
         )
-        # Wait for the config before consuming: an event joined with a config that is not
-        # loaded yet would be filtered as no_integration.
-        await asyncio.to_thread(self._wait_for_config)
+        # Consume only once the config is loaded (an event joined with a config that is not
+        # loaded yet would be filtered as no_integration). start() does not wait for it, so
+        # a stop (SIGTERM) is honoured even while the config topic is missing.
+        self._consumer_starter = loop.create_task(
+            self._start_consumer_when_config_loaded(pipeline, retry_topics, revoke_timeout)
+        )
+        return self
+
+    async def _start_consumer_when_config_loaded(
+        self, pipeline: Pipeline, retry_topics: list[str], revoke_timeout: float
+    ) -> None:
+        waited = 0
+        while not await asyncio.to_thread(self.store.wait_ready, 1.0):
+            waited += 1
+            if waited % 5 == 0:
+                log.info("waiting for the config topic", extra={"status": self.store.status})
+        settings = self.settings
         consumer = self._consumer = ConsumerThread(
             group_consumer_config(settings),
             [settings.agent_events_topic, settings.call_events_topic, *retry_topics],
-            loop,
+            asyncio.get_running_loop(),
             _JoinWatch(pipeline, self),
             revoke_timeout=revoke_timeout,
             on_progress=self._progress,
@@ -174,11 +189,6 @@ class Service:
                 "accounts": len(self.store),
             },
         )
-        return self
-
-    def _wait_for_config(self) -> None:
-        while not self.store.wait_ready(5.0):
-            log.info("waiting for the config topic", extra={"status": self.store.status})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -195,6 +205,10 @@ class Service:
             "stopping: draining in-flight deliveries",
             extra={"timeout": self.settings.shutdown_timeout},
         )
+        starter = self._consumer_starter
+        if starter is not None and not starter.done():
+            starter.cancel()  # still waiting for the config: nothing consumed yet
+            await asyncio.gather(starter, return_exceptions=True)
         consumer, pipeline = self._consumer, self._pipeline
         if consumer is not None and pipeline is not None:
             consumer.stop_fetching()

@@ -290,11 +290,6 @@ async def test_kafka_pass_through_reaches_every_client(
     assert "client.id = stream-wfm" not in logs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Service.start() blocks in _wait_for_config and never sees the stop event, "
-    "so SIGTERM is ignored until the config topic exists",
-)
 async def test_sigterm_while_waiting_for_the_config_topic(
     settings_factory: Callable[..., Settings],
     launch: Callable[..., ServiceProcess],
