@@ -13,9 +13,7 @@ from stream_wfm.errors import StreamWfmError
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings, load_settings
 
-
-class CliError(StreamWfmError):
-    """A command failed; the message is printed as ``error: ...`` and the exit code is 2."""
+EMBEDDED_KAFKA_DEFAULTS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -53,7 +51,13 @@ def broker_for(settings: Settings, announce: bool = True) -> Iterator[Settings]:
                 file=sys.stderr,
                 flush=True,
             )
-        yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        # Tansu completes a group's first join after half of session.timeout.ms (45 s by
+        # default): a shorter session makes a local run ready in seconds. Explicit
+        # STREAM_WFM_KAFKA__* settings still win.
+        kafka = {**EMBEDDED_KAFKA_DEFAULTS, **settings.kafka}
+        yield settings.model_copy(
+            update={"bootstrap_servers": broker.bootstrap_servers, "kafka": kafka}
+        )
 
 
 def stop_event_on_signals() -> asyncio.Event:

@@ -6,13 +6,22 @@ properties are applied over them (SPEC section 8).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from stream_wfm.settings import Settings
 
+# librdkafka's own log lines go through Python logging (and so the JSON formatter and its
+# redaction) instead of raw "%4|...|CONFWARN|..." lines on stderr.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
 
 def _with_overrides(settings: Settings, defaults: dict[str, Any]) -> dict[str, Any]:
-    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers or "", **defaults}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers or "",
+        "logger": LIBRDKAFKA_LOGGER,
+        **defaults,
+    }
     conf.update(settings.kafka)
     return conf
 
