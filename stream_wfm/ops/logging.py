@@ -19,9 +19,24 @@ import orjson
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
 _CREDENTIAL = re.compile(
-    r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key|cookie|set-cookie)"
-    r"(\s*[:=]\s*)(\"?)[^\s\",}]+(?:\s+[^\s\",}]+)?"
+    r"""(?ix)
+    (?P<name>(?<![\w-])(?:(?:proxy-)?authorization|x-api-key|api-key|apikey|x-auth-token
+        |set-cookie|cookie))
+    (?P<q1>["']?)                                     # a quoted name's closing quote
+    (?P<sep>\s*[:=]\s*)
+    (?:
+        (?P<q2>["'])(?:[^"'\\]|\\.)*(?P=q2)           # a quoted value: all of it
+      | (?:(?:basic|bearer|digest|token)\s+)?[^\s,;"'}\]]+  # a bare value (scheme + token)
+    )
+    """
 )
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    quote = match.group("q2") or ""
+    return f"{match.group('name')}{match.group('q1')}{match.group('sep')}{quote}***{quote}"
+
+
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "taskName"}
@@ -32,7 +47,7 @@ def redact(text: str) -> str:
     """Remove URL credentials and credential header values from ``text``."""
     if "@" in text:
         text = _URL_USERINFO.sub(r"\1***@", text)
-    return _CREDENTIAL.sub(r"\1\2\3***", text)
+    return _CREDENTIAL.sub(_mask_credential, text)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
