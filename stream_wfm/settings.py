@@ -69,11 +69,25 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers; unset starts the embedded development broker.",
     )
     group_id: str = Field(default="stream-wfm", min_length=1, description="Consumer group id.")
-    agent_events_topic: str = Field(default="wfm.agent-events", min_length=1)
-    call_events_topic: str = Field(default="wfm.call-events", min_length=1)
-    config_topic: str = Field(default="wfm.integrations", min_length=1)
-    retry_topic_prefix: str = Field(default="wfm.webhooks.retry", min_length=1)
-    dlq_topic: str = Field(default="wfm.webhooks.dlq", min_length=1)
+    agent_events_topic: str = Field(
+        default="wfm.agent-events",
+        min_length=1,
+        description="Input: agent login/logout/state events.",
+    )
+    call_events_topic: str = Field(
+        default="wfm.call-events", min_length=1, description="Input: end-call events."
+    )
+    config_topic: str = Field(
+        default="wfm.integrations",
+        min_length=1,
+        description="Compacted; key account_id, value the integration config.",
+    )
+    retry_topic_prefix: str = Field(
+        default="wfm.webhooks.retry",
+        min_length=1,
+        description="Retry tier topics are {prefix}.{delay}, one per tier.",
+    )
+    dlq_topic: str = Field(default="wfm.webhooks.dlq", min_length=1, description="Dead letters.")
     retry_backoff: str = Field(
         default=DEFAULT_RETRY_BACKOFF, description="Retry tiers, e.g. 10s,1m,10m,1h."
     )
@@ -122,12 +136,16 @@ class Settings(BaseSettings):
     http_host: str = Field(default="0.0.0.0", description="Bind address of /metrics, /healthz.")
     http_port: int = Field(default=9108, ge=0, le=65535, description="Port of /metrics, /healthz.")
     log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level (librdkafka's debug lines are DEBUG)."
+    )
 
     # --- Console -----------------------------------------------------------
     console_host: str = Field(default="0.0.0.0", description="Bind address of the console.")
     console_port: int = Field(default=9109, ge=0, le=65535, description="Port of the console.")
-    console_username: str = Field(default="admin", min_length=1)
+    console_username: str = Field(
+        default="admin", min_length=1, description="User name for the console's sign-in."
+    )
     console_password: SecretStr | None = Field(default=None, description="Required by console.")
     console_secret_key: SecretStr | None = Field(
         default=None, description="Key signing console sessions; random per start when unset."
