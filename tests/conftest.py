@@ -28,30 +28,36 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
+def unique_settings(bootstrap_servers: str, **overrides: Any) -> Settings:
+    """Settings for a test: unique topic names and group id, short retry tiers, loopback
+    destinations allowed, a fast group join. The topics are not created."""
+    tag = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "group_id": f"g-{tag}",
+        "agent_events_topic": f"agent-{tag}",
+        "call_events_topic": f"call-{tag}",
+        "config_topic": f"config-{tag}",
+        "retry_topic_prefix": f"retry-{tag}",
+        "dlq_topic": f"dlq-{tag}",
+        "retry_backoff": "1s,2s",
+        "topic_partitions": 4,
+        "allow_private_destinations": True,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "shutdown_timeout": 10.0,
+        "kafka": dict(TEST_KAFKA),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def settings_factory(broker: EmbeddedBroker) -> Callable[..., Settings]:
     """Settings with unique topic names and group id; the topics are created."""
 
     def make(**overrides: Any) -> Settings:
-        tag = uuid.uuid4().hex[:8]
-        values: dict[str, Any] = {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"g-{tag}",
-            "agent_events_topic": f"agent-{tag}",
-            "call_events_topic": f"call-{tag}",
-            "config_topic": f"config-{tag}",
-            "retry_topic_prefix": f"retry-{tag}",
-            "dlq_topic": f"dlq-{tag}",
-            "retry_backoff": "1s,2s",
-            "topic_partitions": 4,
-            "allow_private_destinations": True,
-            "http_host": "127.0.0.1",
-            "http_port": 0,
-            "shutdown_timeout": 10.0,
-            "kafka": dict(TEST_KAFKA),
-        }
-        values.update(overrides)
-        settings = Settings(**values)
+        settings = unique_settings(broker.bootstrap_servers, **overrides)
         create_topics(settings)
         return settings
 

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,14 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
-from tests.conftest import TEST_KAFKA, Receiver, ServiceProcess, free_port, settings_env, wait_until
+from tests.conftest import (
+    Receiver,
+    ServiceProcess,
+    free_port,
+    settings_env,
+    unique_settings,
+    wait_until,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -65,22 +71,9 @@ def require_chromium() -> str:
 
 
 def _settings(broker: EmbeddedBroker) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        group_id=f"g-{tag}",
-        agent_events_topic=f"agent-{tag}",
-        call_events_topic=f"call-{tag}",
-        config_topic=f"config-{tag}",
-        retry_topic_prefix=f"retry-{tag}",
-        dlq_topic=f"dlq-{tag}",
-        retry_backoff="1s,2s",
+    settings = unique_settings(
+        broker.bootstrap_servers,
         topic_partitions=2,
-        allow_private_destinations=True,
-        http_host="127.0.0.1",
-        http_port=0,
-        shutdown_timeout=10.0,
-        kafka=dict(TEST_KAFKA),
         console_host="127.0.0.1",
         console_port=free_port(),
         console_username=USERNAME,

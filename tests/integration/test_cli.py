@@ -20,7 +20,7 @@ from stream_wfm.integrations.model import MASK
 from stream_wfm.kafka.admin import planned_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
-from tests.conftest import TEST_KAFKA, read_topic, settings_env
+from tests.conftest import read_topic, settings_env, unique_settings
 
 pytestmark = pytest.mark.integration
 
@@ -91,21 +91,7 @@ def fresh_settings(broker: EmbeddedBroker) -> Callable[..., Settings]:
     """Settings with unique topic names whose topics are NOT created."""
 
     def make(**overrides: Any) -> Settings:
-        tag = uuid.uuid4().hex[:8]
-        values: dict[str, Any] = {
-            "bootstrap_servers": broker.bootstrap_servers,
-            "group_id": f"g-{tag}",
-            "agent_events_topic": f"agent-{tag}",
-            "call_events_topic": f"call-{tag}",
-            "config_topic": f"config-{tag}",
-            "retry_topic_prefix": f"retry-{tag}",
-            "dlq_topic": f"dlq-{tag}",
-            "retry_backoff": "1s,2s",
-            "topic_partitions": 2,
-            "kafka": dict(TEST_KAFKA),
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return unique_settings(broker.bootstrap_servers, topic_partitions=2, **overrides)
 
     return make
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import aiohttp
@@ -11,8 +10,7 @@ import pytest
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.service import Service
-from stream_wfm.settings import Settings
-from tests.conftest import TEST_KAFKA, wait_until
+from tests.conftest import unique_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +26,7 @@ async def get(port: int, path: str) -> tuple[int, str]:
 async def test_readyz_reports_an_unreachable_broker() -> None:
     broker = EmbeddedBroker().start()  # our own broker: this test stops it
     try:
-        tag = uuid.uuid4().hex[:8]
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=f"g-{tag}",
-            config_topic=f"config-{tag}",
-            agent_events_topic=f"agent-{tag}",
-            call_events_topic=f"call-{tag}",
-            retry_topic_prefix=f"retry-{tag}",
-            dlq_topic=f"dlq-{tag}",
-            http_host="127.0.0.1",
-            http_port=0,
-            shutdown_timeout=5,
-            kafka=dict(TEST_KAFKA),
-        )
+        settings = unique_settings(broker.bootstrap_servers, shutdown_timeout=5)
         create_topics(settings)
         async with Service(settings) as service:
             assert service.http_port is not None
