@@ -8,23 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Receiver, produce_json, put_config, wait_until
+from tests.conftest import (
+    Receiver,
+    first_seen_order_per_agent,
+    numbered_events,
+    produce_json,
+    put_config,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def numbered_events(n: int, agents: int) -> list[dict[str, Any]]:
-    """Events with a per-agent sequence number in `duration` and a unique event_id."""
-    return [
-        {
-            "account_id": "1",
-            "agent_id": f"agent-{i % agents}",
-            "event_type": "AVAILABLE",
-            "duration": str(i // agents),
-            "event_id": f"e-{i}",
-        }
-        for i in range(n)
-    ]
 
 
 def ids(rec: Receiver) -> Counter[str]:
@@ -32,11 +25,7 @@ def ids(rec: Receiver) -> Counter[str]:
 
 
 def assert_per_agent_order(rec: Receiver) -> None:
-    seen: dict[str, list[int]] = {}
-    for r in rec.requests:
-        body = r.json()
-        seen.setdefault(body["agent_id"], []).append(int(body["duration"]))
-    for agent, seq in seen.items():
+    for agent, seq in first_seen_order_per_agent(rec.requests).items():
         assert seq == sorted(seq), f"{agent} out of order: {seq[:20]}"
 
 

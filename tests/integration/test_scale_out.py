@@ -9,22 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServiceProcess, produce_json, put_config, wait_until
+from tests.conftest import (
+    ServiceProcess,
+    first_seen_order_per_agent,
+    numbered_events,
+    produce_json,
+    put_config,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def events(start: int, stop: int, agents: int = 60) -> list[dict[str, Any]]:
-    return [
-        {
-            "account_id": "1",
-            "agent_id": f"agent-{i % agents}",
-            "event_type": "AVAILABLE",
-            "duration": str(i // agents),
-            "event_id": f"s-{i}",
-        }
-        for i in range(start, stop)
-    ]
 
 
 async def test_three_instances_then_one_added_and_one_removed_mid_stream(
@@ -57,16 +51,16 @@ async def test_three_instances_then_one_added_and_one_removed_mid_stream(
         return {r.headers["X-WFM-Event-Id"] for r in rec.requests}
 
     started = time.monotonic()
-    produce_json(settings, topic, events(0, 4000))
+    produce_json(settings, topic, numbered_events(4000, agents=60))
     await wait_until(lambda: len(delivered()) >= 1000, 60, "first quarter delivered")
 
     fourth = await service_process(settings).wait_ready()  # added mid-stream
-    produce_json(settings, topic, events(4000, 8000))
+    produce_json(settings, topic, numbered_events(8000, agents=60, start=4000))
     await wait_until(lambda: assigned(fourth) > 0, 60, "the added instance took partitions")
     await wait_until(lambda: len(delivered()) >= 5000, 60, "more delivered")
 
     members[0].stop()  # removed mid-stream (SIGTERM: drains and commits)
-    produce_json(settings, topic, events(8000, 12000))
+    produce_json(settings, topic, numbered_events(12000, agents=60, start=8000))
     await wait_until(lambda: len(delivered()) == 12000, 120, "every event delivered")
     took = time.monotonic() - started
 
@@ -78,12 +72,7 @@ async def test_three_instances_then_one_added_and_one_removed_mid_stream(
         f"survivors consumed {[int(c) for c in consumed]}; {duplicates} redelivered"
     )
     assert all(c > 0 for c in consumed)
-    assert delivered() == {f"s-{i}" for i in range(12000)}
-    seen: dict[str, list[int]] = {}
-    for r in rec.requests:
-        body = r.json()
-        seen.setdefault(body["agent_id"], []).append(int(body["duration"]))
-    for agent, seq in seen.items():
-        first_seen = list(dict.fromkeys(seq))
-        assert first_seen == sorted(first_seen), f"{agent} reordered"
+    assert delivered() == {f"e-{i}" for i in range(12000)}
+    for agent, seq in first_seen_order_per_agent(rec.requests).items():
+        assert seq == sorted(seq), f"{agent} reordered"
     assert max(Counter(r.headers["X-WFM-Event-Id"] for r in rec.requests).values()) <= 2
