@@ -51,18 +51,34 @@ def _normalize(state: str) -> str:
 _DEFAULT_STATES_NORMALIZED: Final = frozenset(_normalize(state) for state in DEFAULT_STATES)
 
 
+#: Answers of :func:`is_default_state_event` by (event_type, aux); bounded because both
+#: come from the input (a flood of distinct values only stops the caching).
+_DEFAULT_STATE_CACHE: dict[tuple[str, str | None], bool] = {}
+_DEFAULT_STATE_CACHE_LIMIT: Final = 4096
+
+
 def is_default_state_event(event_type: str, aux: Any) -> bool:
     """True when a state event with this ``event_type`` and ``event_aux_type``
     is a default-state event: ``event_type`` is a default state and ``aux`` is
     missing (None), empty (or only spaces/underscores) or names the same state.
     A non-string ``aux`` makes it a custom-state event."""
+    if aux is not None and type(aux) is not str:
+        return False
+    key = (event_type, aux)
+    known = _DEFAULT_STATE_CACHE.get(key)
+    if known is None:
+        known = _default_state_event(event_type, aux)
+        if len(_DEFAULT_STATE_CACHE) < _DEFAULT_STATE_CACHE_LIMIT:
+            _DEFAULT_STATE_CACHE[key] = known
+    return known
+
+
+def _default_state_event(event_type: str, aux: str | None) -> bool:
     state = _normalize(event_type)
     if state not in _DEFAULT_STATES_NORMALIZED:
         return False
     if aux is None:
         return True
-    if type(aux) is not str:
-        return False
     aux_state = _normalize(aux)
     return not aux_state or aux_state == state
 

@@ -18,6 +18,7 @@ from stream_wfm.cli.common import (
 )
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.ops.logging import configure_logging
+from stream_wfm.ops.runtime import tune_gc
 from stream_wfm.service import Service
 from stream_wfm.settings import ENV_PREFIX, Settings
 
@@ -55,6 +56,7 @@ async def _serve(settings: Settings) -> None:
             _invalid_kafka_setting(exc, settings)
         raise
     async with service:
+        tune_gc()  # started: freeze what is loaded, collect rarely (see ops/runtime.py)
         await service.run(stop)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -40,24 +39,56 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"stream-wfm/{__version__}"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One account's integration with its request templates, compiled once."""
+_UNCOMPILED: Any = object()
 
-    config: IntegrationConfig
-    agent: RequestTemplate | None
-    call: RequestTemplate | None
+
+class Entry:
+    """One account's integration with its request templates.
+
+    A template is compiled the first time an event of its kind needs it and kept
+    (the config never changes within an entry: an update is a new entry). With
+    100,000 integrations loaded most are idle; compiling them all up front cost
+    ~1.1 KB of memory each (measured: 110 MB of the service's RSS).
+    """
+
+    __slots__ = ("_agent", "_call", "config")
+
+    def __init__(
+        self,
+        config: IntegrationConfig,
+        agent: RequestTemplate | None = _UNCOMPILED,
+        call: RequestTemplate | None = _UNCOMPILED,
+    ) -> None:
+        self.config = config
+        self._agent = agent
+        self._call = call
 
     @classmethod
     def compile(cls, config: IntegrationConfig) -> Entry:
-        return cls(
-            config,
-            compile_template(config, EventKind.AGENT, USER_AGENT),
-            compile_template(config, EventKind.CALL, USER_AGENT),
-        )
+        """The entry of ``config``; its templates compile on first use."""
+        return cls(config)
+
+    @property
+    def agent(self) -> RequestTemplate | None:
+        return self.template(EventKind.AGENT)
+
+    @property
+    def call(self) -> RequestTemplate | None:
+        return self.template(EventKind.CALL)
 
     def template(self, kind: EventKind) -> RequestTemplate | None:
-        return self.agent if kind is EventKind.AGENT else self.call
+        if kind is EventKind.AGENT:
+            template = self._agent
+            if template is _UNCOMPILED:
+                template = self._agent = compile_template(self.config, kind, USER_AGENT)
+            return template
+        template = self._call
+        if template is _UNCOMPILED:
+            template = self._call = compile_template(self.config, kind, USER_AGENT)
+        return template
+
+    def __repr__(self) -> str:
+        return f"Entry(account_id={self.config.account_id!r})"
 
 
 Listener = Callable[[str, "Entry | None"], None]
@@ -77,6 +108,7 @@ class ConfigStore:
         self.topic = topic
         self._consumer_config = consumer_config
         self._entries: dict[str, Entry] = {}
+        self._fields_sets: dict[frozenset[str], set[str]] = {}
         self._on_invalid = on_invalid
         self._on_change = on_change
         self._ready = threading.Event()
@@ -199,10 +231,20 @@ class ConfigStore:
         except ConfigValidationError as exc:
             self._reject(msg, str(exc))
             return
+        self._share_fields_set(config)
         entry = Entry.compile(config)
         self._entries[config.account_id] = entry
         log.debug("integration loaded", extra={"account_id": config.account_id})
         self._notify(config.account_id, entry)
+
+    def _share_fields_set(self, config: IntegrationConfig) -> None:
+        """Let configs that set the same fields share one ``model_fields_set`` (a set of
+        13 names is 728 bytes; with 100,000 integrations that was 73 MB). The model is
+        frozen, so pydantic never changes the set in place (``model_copy`` copies it)."""
+        fields = config.model_fields_set
+        shared = self._fields_sets.setdefault(frozenset(fields), fields)
+        if shared is not fields:
+            object.__setattr__(config, "__pydantic_fields_set__", shared)
 
     def _notify(self, account_id: str, entry: Entry | None) -> None:
         if self._on_change is not None:

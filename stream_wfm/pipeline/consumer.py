@@ -57,6 +57,7 @@ class ConsumerThread:
         sink: BatchSink,
         *,
         batch_size: int = 1000,
+        max_queued_batches: int = 2,
         poll_timeout: float = 0.05,
         revoke_timeout: float = 10.0,
         on_progress: Callable[[float], None] | None = None,
@@ -69,6 +70,8 @@ class ConsumerThread:
         self._loop = loop
         self._sink = sink
         self._batch_size = batch_size
+        # Batches handed to the loop and not yet processed (see _wait_for_handoff).
+        self._handoff = threading.BoundedSemaphore(max_queued_batches)
         self._poll_timeout = poll_timeout
         self._revoke_timeout = revoke_timeout
         self._on_progress = on_progress
@@ -139,6 +142,8 @@ class ConsumerThread:
                     # inside consume) but hand out nothing new; those records stay uncommitted.
                     consumer.pause(consumer.assignment())
                     paused_all = True
+                if not self._wait_for_handoff(consumer):
+                    break
                 batch = consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout)
                 now = time.time()
                 if self._on_progress is not None:
@@ -150,7 +155,9 @@ class ConsumerThread:
                     self._next_lag = now + self._lag_interval
                     self._report_lag(consumer)
                 if batch and fetching:
-                    self._loop.call_soon_threadsafe(self._sink.on_batch, batch)
+                    self._loop.call_soon_threadsafe(self._hand_over, batch)
+                else:
+                    self._handoff.release()
             self._run_commands(consumer, synchronous=True)
         except KafkaException as exc:
             self.fatal_error = str(exc.args[0])
@@ -159,6 +166,23 @@ class ConsumerThread:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group: partitions move at once
             self.closed.set()
+
+    def _wait_for_handoff(self, consumer: Consumer) -> bool:
+        """Fetch again only when the loop has fewer than ``max_queued_batches`` batches
+        waiting: a backlog stays in librdkafka (where pausing a partition drops it) instead
+        of piling up in the loop's ready queue, which would starve its I/O. False: stop."""
+        while not self._handoff.acquire(timeout=self._poll_timeout):
+            if self._stop.is_set():
+                return False
+            self._run_commands(consumer)
+        return True
+
+    def _hand_over(self, batch: list[Message]) -> None:
+        """On the loop: process one batch, then let the thread fetch the next."""
+        try:
+            self._sink.on_batch(batch)
+        finally:
+            self._handoff.release()
 
     def _run_commands(self, consumer: Consumer, synchronous: bool = False) -> None:
         while True:
