@@ -185,6 +185,7 @@ class Bench:
         conf = group_consumer_config(s)
         conf.update({k.replace("_", "."): v for k, v in KAFKA_TEST.items()})
         conf["group.id"] = group
+        conf.pop("logger", None)  # a Python object: the raw consumer runs in another process
         return conf
 
     @contextlib.contextmanager
