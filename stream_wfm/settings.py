@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     )
     http_transport: Literal["aiohttp", "pyreqwest"] = Field(
         default="aiohttp",
-        description="HTTP client used for webhooks (chosen by `stream-wfm bench`).",
+        description="HTTP client for webhooks; pyreqwest is faster but title-cases header names.",
     )
     max_in_flight: int = Field(
         default=256, ge=1, le=10_000, description="Webhook requests in flight, overall."

@@ -65,7 +65,9 @@ class Dispatcher:
         self._transport = transport
         self._on_outcome = on_outcome
         self._lanes_per_host = lanes_per_host
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        # Lanes waiting for one of the max_in_flight slots, first come first served.
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
@@ -140,7 +142,8 @@ class Dispatcher:
     async def _drain(self, key: str, host: _Host, index: int, lane: deque[Job]) -> None:
         send = self._transport.send
         clock = self._clock
-        slots = self._slots
+        limit = self._max_in_flight
+        waiters = self._slot_waiters
         try:
             while lane:
                 # The lane stays registered in host.lanes while this worker runs, so new
@@ -148,13 +151,15 @@ class Dispatcher:
                 job = lane.popleft()
                 self.queued -= 1
                 host.queued -= 1
-                async with slots:
-                    self.in_flight += 1
-                    start = clock()
-                    try:
-                        outcome = await send(job.request)
-                    finally:
-                        self.in_flight -= 1
+                if self.in_flight < limit and not waiters:
+                    self.in_flight += 1  # a free slot: no future, no context manager
+                else:
+                    await self._wait_for_slot()
+                start = clock()
+                try:
+                    outcome = await send(job.request)
+                finally:
+                    self._release_slot()
                 try:
                     self._on_outcome(job, outcome, clock() - start)
                 except Exception:
@@ -165,6 +170,29 @@ class Dispatcher:
             del host.lanes[index]
             if not host.lanes:
                 self._hosts.pop(key, None)
+
+    async def _wait_for_slot(self) -> None:
+        """Wait for a slot; ``in_flight`` already counts it when this returns."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release_slot()  # handed a slot while being cancelled: pass it on
+            else:
+                self._slot_waiters.remove(future)
+            raise
+
+    def _release_slot(self) -> None:
+        """Hand the slot to the first waiting lane, or free it."""
+        waiters = self._slot_waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # the slot moves over: in_flight stays
+                return
+        self.in_flight -= 1
 
     def discard(self, drop: Callable[[Job], bool]) -> list[Job]:
         """Remove the queued (not yet started) jobs for which ``drop`` is true.

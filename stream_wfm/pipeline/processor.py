@@ -25,7 +25,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 from stream_wfm.delivery.outcome import Outcome, OutcomeKind, backlog_outcome
 from stream_wfm.delivery.request import UnformattableEventError
 from stream_wfm.events import EventKind, InvalidEventError, decode_event
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.consumer import TP, Command, ConsumerThread
 from stream_wfm.pipeline.lanes import Dispatcher, Job
@@ -97,6 +97,7 @@ class Pipeline:
         self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
         self._attempts: dict[tuple[str, str, str], Any] = {}
         self._filtered: dict[str, Any] = {}
+        self._filtered_counts: dict[str, int] = {}  # this batch's, flushed by on_batch
         self._dropped: dict[str, Any] = {}
         metrics.pending_events.set_function(lambda: self.pending)
         metrics.in_flight.set_function(lambda: self._dispatcher.in_flight)
@@ -185,6 +186,11 @@ class Pipeline:
                 continue
         for topic, n in counts.items():
             self._consumed[topic].inc(n)
+        filtered = self._filtered_counts
+        if filtered:
+            for reason, n in filtered.items():
+                self._count(self._filtered, self._metrics.events_filtered, reason, n)
+            filtered.clear()
         if not self._backpressure and self.pending > self._high_water:
             self._set_backpressure(True)
 
@@ -194,23 +200,36 @@ class Pipeline:
     ) -> None:
         topic = tracker.topic
         value = msg.value()
-        ts_type, ts = msg.timestamp()
-        source = SourceRecord(
-            topic,
-            tracker.partition,
-            offset,
-            msg.key(),
-            value,
-            None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-        )
         try:
             event = decode_event(value, kind, f"{topic}:{tracker.partition}:{offset}")
         except InvalidEventError as exc:
             self._invalid[topic].inc()
-            work = Work(tracker, offset, source, kind, None, 0)
+            work = Work(tracker, offset, self._source(msg, tracker, offset), kind, None, 0)
             self._dead_letter(work, "invalid_event", exc.detail, 0, None, None)
             return
-        self._route(Work(tracker, offset, source, kind, event, 0), attempt=1)
+        entry = self._store.get(event.account_id)
+        reason = decide(event, None if entry is None else entry.config)
+        if reason is not None:
+            # Filtered out: finished at once and counted per batch (see on_batch); no work
+            # object or source copy is made for it.
+            self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
+            self._finish_offset(tracker, offset)
+            return
+        assert entry is not None
+        work = Work(tracker, offset, self._source(msg, tracker, offset), kind, event, 0)
+        self._submit(work, entry, attempt=1)
+
+    @staticmethod
+    def _source(msg: Message, tracker: PartitionTracker, offset: int) -> SourceRecord:
+        ts_type, ts = msg.timestamp()
+        return SourceRecord(
+            tracker.topic,
+            tracker.partition,
+            offset,
+            msg.key(),
+            msg.value(),
+            None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        )
 
     def _process_retry(self, msg: Message, tracker: PartitionTracker, offset: int) -> bool:
         """Handle a retry-topic record; False when its partition now waits (not due)."""
@@ -294,6 +313,12 @@ class Pipeline:
             self._finish(work)
             return
         assert entry is not None
+        self._submit(work, entry, attempt)
+
+    def _submit(self, work: Work, entry: Entry, attempt: int) -> None:
+        """Format the selected ``work`` with its account's template and queue it."""
+        event = work.event
+        assert event is not None
         template = entry.template(event.kind)
         assert template is not None  # decide() filtered events without a URL
         try:
@@ -382,8 +407,10 @@ class Pipeline:
         produce().add_done_callback(on_ack)
 
     def _finish(self, work: Work) -> None:
-        tracker = work.tracker
-        tracker.done(work.offset)
+        self._finish_offset(work.tracker, work.offset)
+
+    def _finish_offset(self, tracker: PartitionTracker, offset: int) -> None:
+        tracker.done(offset)
         self.pending -= 1
         if self._backpressure and self.pending < self._low_water:
             self._set_backpressure(False)
@@ -510,8 +537,8 @@ class Pipeline:
             self._metrics.assigned_partitions.labels(topic).set(per_topic.get(topic, 0))
 
     @staticmethod
-    def _count(cache: dict[str, Any], counter: Any, reason: str) -> None:
+    def _count(cache: dict[str, Any], counter: Any, reason: str, n: int = 1) -> None:
         child = cache.get(reason)
         if child is None:
             child = cache[reason] = counter.labels(reason)
-        child.inc()
+        child.inc(n)
