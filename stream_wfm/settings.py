@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     max_queued_per_host: int = Field(
         default=2_000,
         ge=1,
-        description="Events queued for one destination host; beyond it, when the host's "
-        "queue has not moved for 5 s, further events go to the retry tiers (bulkhead).",
+        description="Events queued for one destination host; beyond it, while the shared "
+        "buffer is half full and the host's queue has not moved for 5 s, its overflow waits "
+        "in the first retry tier without using a retry (bulkhead).",
     )
     max_buffered_events: int = Field(
         default=20_000, ge=100, description="Pause input partitions above this many pending events."

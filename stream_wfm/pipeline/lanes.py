@@ -76,13 +76,13 @@ class Dispatcher:
         self.queued = 0
         self.in_flight = 0
 
-    def submit(self, job: Job) -> bool:
-        """Queue ``job`` in its lane; False when its host is saturated (the bulkhead).
+    def submit(self, job: Job, may_shed: bool = False) -> bool:
+        """Queue ``job`` in its lane; False when ``may_shed`` and its host is saturated.
 
         A host is saturated when it has ``max_queued_per_host`` jobs waiting and the head
         of the job's lane has waited longer than ``max_queue_wait``: the destination is
-        not keeping up, and queueing more would fill the shared buffer (and pause every
-        other destination's input). The caller sends such a job to a retry tier.
+        not keeping up. The caller (which knows when the shared buffer is under pressure)
+        sends such a job to a retry tier instead of letting it fill the buffer.
         """
         key = job.request.host_key
         host = self._hosts.get(key)
@@ -93,7 +93,8 @@ class Dispatcher:
         now = job.queued_at = self._clock()
         if lane is not None:
             if (
-                host.queued >= self._max_queued_per_host
+                may_shed
+                and host.queued >= self._max_queued_per_host
                 and lane
                 and now - lane[0].queued_at > self._max_queue_wait
             ):

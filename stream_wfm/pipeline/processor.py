@@ -72,6 +72,7 @@ class Pipeline:
         self._topic_kinds = topic_kinds
         self._retry_topics = retry_topics
         self._high_water = max_buffered
+        self._shed_water = max_buffered // 2
         self._low_water = max_buffered // 2
         self._commit_interval = commit_interval
         self._revoke_drain = revoke_drain
@@ -329,11 +330,26 @@ class Pipeline:
         if work.first_attempt_ms == 0:
             work.first_attempt_ms = int(self._clock() * 1000)
         job = Job(request, event.order_key, attempt, work)
-        if not self._dispatcher.submit(job):
-            # Bulkhead: this destination is not keeping up. Count the attempt as a
-            # retryable failure so the event waits in a retry tier, not in the shared buffer.
-            queued = self._dispatcher.host_backlog(request.host_key)
-            self._on_outcome(job, backlog_outcome(queued), 0.0)
+        if not self._dispatcher.submit(job, may_shed=self._under_pressure()):
+            self._defer(job)
+
+    def _under_pressure(self) -> bool:
+        """The shared buffer is half full: a saturated destination's overflow is shed (the
+        bulkhead), so it cannot push the buffer to its high-water mark and pause every
+        other destination's input. Below that, a slow destination only queues."""
+        return self.pending >= self._shed_water
+
+    def _defer(self, job: Job) -> None:
+        """Move a job its saturated destination could not take to a retry tier. Not an
+        attempt: the event keeps its attempt number, so deferring never dead-letters it."""
+        work: Work = job.context
+        outcome = backlog_outcome(self._dispatcher.host_backlog(job.request.host_key))
+        key = (work.kind.value, outcome.kind.value, outcome.status_class)
+        child = self._attempts.get(key)
+        if child is None:
+            child = self._attempts[key] = self._metrics.deliveries.labels(*key)
+        child.inc()
+        self._settle(work, lambda: self._router.retry(work, outcome, job.attempt - 1))
 
     def _on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         work: Work = job.context
@@ -499,6 +515,8 @@ class Pipeline:
     async def _shed_periodically(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if not self._under_pressure():
+                continue
             shed = self._dispatcher.shed_stale()
             if shed:
                 log.warning(
@@ -506,8 +524,7 @@ class Pipeline:
                     extra={"host": shed[0].request.host_key, "events": len(shed)},
                 )
             for job in reversed(shed):  # oldest first
-                queued = self._dispatcher.host_backlog(job.request.host_key)
-                self._on_outcome(job, backlog_outcome(queued), 0.0)
+                self._defer(job)
 
     async def _commit_periodically(self) -> None:
         while True:
