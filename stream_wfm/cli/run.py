@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 from typing import NoReturn
@@ -56,8 +57,18 @@ async def _serve(settings: Settings) -> None:
             _invalid_kafka_setting(exc, settings)
         raise
     async with service:
-        tune_gc()  # started: freeze what is loaded, collect rarely (see ops/runtime.py)
-        await service.run(stop)
+        tuner = asyncio.get_running_loop().create_task(_tune_gc_once_loaded(service))
+        try:
+            await service.run(stop)
+        finally:
+            tuner.cancel()
+
+
+async def _tune_gc_once_loaded(service: Service) -> None:
+    """Once the config is loaded: freeze it, collect rarely, trim (see ops/runtime.py)."""
+    while not await asyncio.to_thread(service.store.wait_ready, 1.0):
+        pass
+    tune_gc()
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
