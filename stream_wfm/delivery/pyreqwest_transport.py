@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
+from pyreqwest.request import RequestBuilder
 
 from stream_wfm.delivery.guard import address_refusal
 from stream_wfm.delivery.outcome import (
@@ -199,13 +200,7 @@ class PyreqwestTransport:
         client = entry.client
         if client is None:
             return destination_not_allowed_outcome(entry.refusal or "refused")
-        builder = (
-            client.request(request.method, request.url)
-            .headers(request.headers)
-            .timeout(self._timeout(request.timeout))
-        )
-        if request.body:
-            builder = builder.body_bytes(request.body)
+        builder = self._builder(client, request)
         try:
             async with builder.build_streamed() as resp:
                 status = resp.status
@@ -219,6 +214,17 @@ class PyreqwestTransport:
         except PyreqwestError as exc:
             return connection_error_outcome(exc)
         return classify_status(status, retry_after)
+
+    def _builder(self, client: Client, request: WebhookRequest) -> RequestBuilder:
+        """The request builder for ``request`` on ``client`` (headers, timeout, body)."""
+        builder = (
+            client.request(request.method, request.url)
+            .headers(request.headers)
+            .timeout(self._timeout(request.timeout))
+        )
+        if request.body:
+            builder = builder.body_bytes(request.body)
+        return builder
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
         start = time.perf_counter()
@@ -237,13 +243,7 @@ class PyreqwestTransport:
         client = entry.client
         if client is None:
             return destination_not_allowed_outcome(entry.refusal or "refused"), b""
-        builder = (
-            client.request(request.method, request.url)
-            .headers(request.headers)
-            .timeout(self._timeout(request.timeout))
-        )
-        if request.body:
-            builder = builder.body_bytes(request.body)
+        builder = self._builder(client, request)
         try:
             async with builder.build_streamed() as resp:
                 status = resp.status
