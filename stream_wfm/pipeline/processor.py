@@ -291,26 +291,25 @@ class Pipeline:
             )
             return
         work = Work(tracker, offset, source, kind, event, record.first_attempt_at_ms)
-        self._route(work, attempt=record.attempt, retry=True)
+        self._route_retry(work, attempt=record.attempt)
 
-    def _route(self, work: Work, attempt: int, retry: bool = False) -> None:
+    def _route_retry(self, work: Work, attempt: int) -> None:
+        """Join a due retry with the account's *current* config: send it, or drop it when
+        the integration is gone, disabled or no longer selects the event."""
         event = work.event
         assert event is not None
         entry = self._store.get(event.account_id)
         reason = decide(event, None if entry is None else entry.config)
         if reason is not None:
-            if retry:
-                self._count(self._dropped, self._metrics.retries_dropped, reason)
-                log.info(
-                    "pending retry dropped by current config",
-                    extra={
-                        "account_id": event.account_id,
-                        "event_id": event.event_id,
-                        "reason": reason,
-                    },
-                )
-            else:
-                self._count(self._filtered, self._metrics.events_filtered, reason)
+            self._count(self._dropped, self._metrics.retries_dropped, reason)
+            log.info(
+                "pending retry dropped by current config",
+                extra={
+                    "account_id": event.account_id,
+                    "event_id": event.event_id,
+                    "reason": reason,
+                },
+            )
             self._finish(work)
             return
         assert entry is not None
