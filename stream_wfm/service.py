@@ -10,6 +10,7 @@ import time
 from types import TracebackType
 
 from aiohttp import web
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from stream_wfm.delivery.transport import Transport
@@ -64,6 +65,10 @@ class Service:
         )
         self.metrics.config_accounts.set_function(lambda: len(self.store))
         self.producer = AsyncProducer(producer_config(settings))
+        # The consumers are created on their own threads; build one here, once, so that an
+        # invalid consumer-only librdkafka property fails start-up with a clear error
+        # instead of killing a thread. It never subscribes: closing it is immediate.
+        Consumer(group_consumer_config(settings)).close()
         self._consumer: ConsumerThread | None = None
         self._pipeline: Pipeline | None = None
         self._consumer_starter: asyncio.Task[None] | None = None
