@@ -20,6 +20,7 @@ from stream_wfm.events import (
     decode_event,
     payload_fields,
 )
+from tests import strategies
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FALLBACK = "wfm.agent-events:3:1042"
@@ -33,20 +34,7 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=15,
-)
+json_values = strategies.json_values(4, 15)
 
 
 # --- the field lists ---------------------------------------------------------

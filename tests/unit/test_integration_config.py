@@ -21,6 +21,7 @@ from stream_wfm.integrations.model import (
     parse_config_record,
     validate_config,
 )
+from tests import strategies
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SECRET = "s3cr3t-HEADER-value-7f1e"
@@ -334,20 +335,7 @@ def test_header_value_never_appears_in_validation_errors(headers: dict[str, str]
 
 # --- properties --------------------------------------------------------------
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=10,
-)
+json_values = strategies.json_values(3, 10)
 field_names = st.sampled_from([*IntegrationConfig.model_fields, "other"])
 config_like = st.dictionaries(field_names, json_values, max_size=8)
 
