@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         default=2_000,
         ge=1,
         description="Events queued for one destination host; beyond it, while the shared "
-        "buffer is half full and the host's queue has not moved for 5 s, its overflow waits "
+        "buffer is half full and the host has delivered nothing for 5 s, its overflow waits "
         "in the first retry tier without using a retry (bulkhead).",
     )
     max_buffered_events: int = Field(

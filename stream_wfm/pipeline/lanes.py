@@ -7,6 +7,13 @@ order, while different agents proceed concurrently. A lane is a queue drained
 by one worker coroutine that exists only while the lane has work: there is no
 task per event. A slow or hanging host fills only its own lanes; other hosts'
 lanes keep moving. An overall limit (``max_in_flight``) bounds requests in flight.
+
+A host is *saturated* when it has ``max_queued_per_host`` jobs queued and has
+delivered nothing (no 2xx) for ``max_queue_wait`` seconds: it hangs, times
+out or fails every request. A busy host that keeps delivering is never
+saturated, however deep its queue: moving its events elsewhere would only
+bring them back later. The pipeline sheds a saturated host's overflow to a
+retry tier while the shared buffer is under pressure (the bulkhead).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from stream_wfm.delivery.outcome import Outcome
+from stream_wfm.delivery.outcome import Outcome, OutcomeKind
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Transport
 
@@ -27,25 +34,25 @@ log = logging.getLogger(__name__)
 class Job:
     """One delivery attempt waiting in (or running from) a lane."""
 
-    __slots__ = ("attempt", "context", "order_key", "queued_at", "request")
+    __slots__ = ("attempt", "context", "order_key", "request")
 
     def __init__(self, request: WebhookRequest, order_key: str, attempt: int, context: Any) -> None:
         self.request = request
         self.order_key = order_key
         self.attempt = attempt
         self.context = context  # owned by whoever submitted the job
-        self.queued_at = 0.0
 
 
 OutcomeHandler = Callable[[Job, Outcome, float], None]
 
 
 class _Host:
-    __slots__ = ("lanes", "queued")
+    __slots__ = ("delivered_at", "lanes", "queued")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
         self.lanes: dict[int, deque[Job]] = {}
         self.queued = 0
+        self.delivered_at = now  # the last 2xx (or when the host got its first job)
 
 
 class Dispatcher:
@@ -77,27 +84,18 @@ class Dispatcher:
         self.in_flight = 0
 
     def submit(self, job: Job, may_shed: bool = False) -> bool:
-        """Queue ``job`` in its lane; False when ``may_shed`` and its host is saturated.
-
-        A host is saturated when it has ``max_queued_per_host`` jobs waiting and the head
-        of the job's lane has waited longer than ``max_queue_wait``: the destination is
-        not keeping up. The caller (which knows when the shared buffer is under pressure)
-        sends such a job to a retry tier instead of letting it fill the buffer.
-        """
+        """Queue ``job`` in its lane; False when ``may_shed`` and its host is saturated
+        (see the module docstring). The caller, which knows when the shared buffer is
+        under pressure, sends such a job to a retry tier instead of letting it fill the
+        buffer."""
         key = job.request.host_key
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = _Host()
+            host = self._hosts[key] = _Host(self._clock())
         index = hash(job.order_key) % self._lanes_per_host
         lane = host.lanes.get(index)
-        now = job.queued_at = self._clock()
         if lane is not None:
-            if (
-                may_shed
-                and host.queued >= self._max_queued_per_host
-                and lane
-                and now - lane[0].queued_at > self._max_queue_wait
-            ):
+            if may_shed and host.queued >= self._max_queued_per_host and self._saturated(host):
                 return False
             lane.append(job)
             self.queued += 1
@@ -111,22 +109,21 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
         return True
 
-    def shed_stale(self) -> list[Job]:
-        """Take queued jobs away from saturated hosts (see :meth:`submit`).
+    def _saturated(self, host: _Host) -> bool:
+        return self._clock() - host.delivered_at > self._max_queue_wait
 
-        A host holding more than ``max_queued_per_host`` queued jobs whose oldest lane head
-        has waited longer than ``max_queue_wait`` keeps its first jobs per lane (up to the
-        limit overall); the later ones are removed and returned, in lane order, for the
-        caller to move to a retry tier. Run periodically: a hanging destination would
-        otherwise hold its backlog in the shared buffer until it drained.
+    def shed_stale(self) -> list[Job]:
+        """Take queued jobs away from saturated hosts (see the module docstring).
+
+        A saturated host holding more than ``max_queued_per_host`` queued jobs keeps its
+        first jobs per lane (up to the limit overall); the later ones are removed and
+        returned, in lane order, for the caller to move to a retry tier. Run
+        periodically: a hanging destination would otherwise hold its backlog in the
+        shared buffer until it drained.
         """
-        now = self._clock()
         shed: list[Job] = []
         for host in self._hosts.values():
-            if host.queued <= self._max_queued_per_host:
-                continue
-            heads = [lane[0].queued_at for lane in host.lanes.values() if lane]
-            if not heads or now - min(heads) <= self._max_queue_wait:
+            if host.queued <= self._max_queued_per_host or not self._saturated(host):
                 continue
             keep = max(1, self._max_queued_per_host // len(host.lanes))
             for lane in host.lanes.values():
@@ -161,8 +158,11 @@ class Dispatcher:
                     outcome = await send(job.request)
                 finally:
                     self._release_slot()
+                end = clock()
+                if outcome.kind is OutcomeKind.DELIVERED:
+                    host.delivered_at = end
                 try:
-                    self._on_outcome(job, outcome, clock() - start)
+                    self._on_outcome(job, outcome, end - start)
                 except Exception:
                     log.exception(
                         "outcome handler failed", extra={"event_id": job.request.event_id}
