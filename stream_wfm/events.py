@@ -154,13 +154,16 @@ def _required(data: dict[str, Any], name: str) -> str:
     raise InvalidEventError(f"field {name} is not a non-empty string")
 
 
-def decode_event(value: bytes | None, kind: EventKind, fallback_event_id: str) -> Event:
+def decode_event(
+    value: bytes | None, kind: EventKind, fallback_event_id: str | tuple[str, int, int]
+) -> Event:
     """Decode one input record's value into an :class:`Event`.
 
-    ``fallback_event_id`` (``f"{topic}:{partition}:{offset}"``) is used when
-    the event has no usable ``event_id``: a usable one is a string of 1 to 200
-    printable ASCII characters without leading or trailing spaces (it is sent
-    as a header). Raises :class:`InvalidEventError` and nothing else.
+    ``fallback_event_id`` is used when the event has no usable ``event_id``: a
+    usable one is a string of 1 to 200 printable ASCII characters without
+    leading or trailing spaces (it is sent as a header). Given as the record's
+    ``(topic, partition, offset)``, it becomes ``"topic:partition:offset"`` only
+    when needed. Raises :class:`InvalidEventError` and nothing else.
     """
     if not value:
         raise InvalidEventError("empty value")
@@ -170,12 +173,24 @@ def decode_event(value: bytes | None, kind: EventKind, fallback_event_id: str) -
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
-    account_id = _required(data, "account_id")
-    event_type = _required(data, "event_type")
+    # The common case inline; _required explains what is wrong.
+    account_id = data.get("account_id")
+    if type(account_id) is not str or not account_id:
+        account_id = _required(data, "account_id")
+    event_type = data.get("event_type")
+    if type(event_type) is not str or not event_type:
+        event_type = _required(data, "event_type")
     raw_id = data.get("event_id")
-    event_id = raw_id if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id) else fallback_event_id
+    if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id):
+        event_id = raw_id
+    elif type(fallback_event_id) is str:
+        event_id = fallback_event_id
+    else:
+        event_id = "{}:{}:{}".format(*fallback_event_id)
     if kind is EventKind.AGENT:
-        agent_id = _required(data, "agent_id")
+        agent_id = data.get("agent_id")
+        if type(agent_id) is not str or not agent_id:
+            agent_id = _required(data, "agent_id")
         return Event(
             kind, account_id, event_type, agent_id, None, event_id, data,
             f"{account_id}:{agent_id}",

@@ -11,12 +11,35 @@ upper case); every other agent event is a state change.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
-from stream_wfm.integrations.model import IntegrationConfig
 
-__all__ = ["DEFAULT_STATES", "FILTER_REASONS", "decide", "is_default_state_event"]
+__all__ = ["DEFAULT_STATES", "FILTER_REASONS", "Selection", "decide", "is_default_state_event"]
+
+
+class Selection(Protocol):
+    """What :func:`decide` reads of an integration: an
+    :class:`~stream_wfm.integrations.model.IntegrationConfig`, or the compact
+    :class:`~stream_wfm.integrations.store.Entry` the service routes with."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def has_agent_url(self) -> bool: ...
+    @property
+    def has_call_url(self) -> bool: ...
+    @property
+    def agent_states(self) -> bool: ...
+    @property
+    def send_all_agent_states(self) -> bool: ...
+    @property
+    def agent_login_events(self) -> bool: ...
+    @property
+    def agent_logout_events(self) -> bool: ...
+    @property
+    def end_call_events(self) -> bool: ...
+
 
 #: The platform's default agent states (SPEC §4).
 DEFAULT_STATES: Final = (
@@ -83,17 +106,17 @@ def _default_state_event(event_type: str, aux: str | None) -> bool:
     return not aux_state or aux_state == state
 
 
-def decide(event: Event, cfg: IntegrationConfig | None) -> str | None:
+def decide(event: Event, cfg: Selection | None) -> str | None:
     """``None``: send ``event``; otherwise the filter reason (SPEC §4)."""
     if cfg is None:
         return "no_integration"
     if not cfg.enabled:
         return "disabled"
     if event.kind is EventKind.CALL:
-        if cfg.call_event_url is None:
+        if not cfg.has_call_url:
             return "no_url"
         return None if cfg.end_call_events else "end_call_not_selected"
-    if cfg.agent_event_url is None:
+    if not cfg.has_agent_url:
         return "no_url"
     event_type = event.event_type
     if event_type == LOGIN:

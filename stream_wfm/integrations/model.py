@@ -184,6 +184,14 @@ class IntegrationConfig(BaseModel):
         description="Timeout of one webhook request, in seconds.",
     )
 
+    @property
+    def has_agent_url(self) -> bool:
+        return self.agent_event_url is not None
+
+    @property
+    def has_call_url(self) -> bool:
+        return self.call_event_url is not None
+
     @field_validator("account_id", mode="after")
     @classmethod
     def _check_account_id(cls, value: str) -> str:

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from stream_wfm.errors import StreamWfmError
+from stream_wfm.ops.histogram import LoopHistogram
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.settings import ENV_PREFIX, Settings
 
@@ -159,6 +160,9 @@ def _label_names(metrics: Metrics) -> dict[str, tuple[str, ...]]:
         if isinstance(value, MetricWrapperBase):
             for family in value.describe():
                 names[family.name] = tuple(getattr(value, "_labelnames", ()))
+        elif isinstance(value, LoopHistogram):
+            for family in value.describe():
+                names[family.name] = value.labelnames
     return names
 
 

@@ -3,7 +3,8 @@
 All metrics live on a :class:`~prometheus_client.CollectorRegistry` passed in
 (no module-level globals). No label takes unbounded values: there is no
 ``account_id`` label. Hot-path children are bound once (``.labels()`` at start)
-and kept on the object.
+and kept on the object; the two histograms observed per delivered event are
+:class:`~stream_wfm.ops.histogram.LoopHistogram` (same exposition, ~5x cheaper).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from stream_wfm import __version__
+from stream_wfm.ops.histogram import LoopHistogram
 
 PREFIX = "stream_wfm"
 
@@ -66,14 +68,14 @@ class Metrics:
             ["kind", "outcome", "status_class"],
             registry=registry,
         )
-        self.delivery_duration = Histogram(
+        self.delivery_duration = LoopHistogram(
             f"{p}_delivery_duration_seconds",
             "Duration of one webhook request.",
             ["kind"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = LoopHistogram(
             f"{p}_end_to_end_latency_seconds",
             "Time from the input record's timestamp to its successful delivery.",
             ["kind"],

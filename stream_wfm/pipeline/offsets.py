@@ -43,6 +43,14 @@ class PartitionTracker:
         self._pending.append(offset)
         self.next_offset = offset + 1
 
+    def skip(self, offset: int) -> None:
+        """Record that ``offset`` was consumed and finished at once (filtered out): ``add``
+        then ``done``, without touching the deque when nothing is in progress."""
+        if self._pending:
+            self._pending.append(offset)
+            self._done_early.add(offset)
+        self.next_offset = offset + 1
+
     def done(self, offset: int) -> None:
         """Record that ``offset`` is finished (delivered, filtered, retried or dead-lettered)."""
         pending = self._pending

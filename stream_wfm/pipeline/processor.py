@@ -180,11 +180,9 @@ class Pipeline:
             counts[topic] = counts.get(topic, 0) + 1
             kind = kinds.get(topic)
             if kind is not None:
-                tracker.add(offset)
-                self.pending += 1
                 self._process_input(msg, tracker, offset, kind)
-            elif not self._process_retry(msg, tracker, offset):
-                continue
+            else:
+                self._process_retry(msg, tracker, offset)
         for topic, n in counts.items():
             self._consumed[topic].inc(n)
         filtered = self._filtered_counts
@@ -200,23 +198,26 @@ class Pipeline:
         self, msg: Message, tracker: PartitionTracker, offset: int, kind: EventKind
     ) -> None:
         topic = tracker.topic
-        value = msg.value()
         try:
-            event = decode_event(value, kind, f"{topic}:{tracker.partition}:{offset}")
+            event = decode_event(msg.value(), kind, (topic, tracker.partition, offset))
         except InvalidEventError as exc:
+            tracker.add(offset)
+            self.pending += 1
             self._invalid[topic].inc()
             work = Work(tracker, offset, self._source(msg, tracker, offset), kind, None, 0)
             self._dead_letter(work, "invalid_event", exc.detail, 0, None, None)
             return
         entry = self._store.get(event.account_id)
-        reason = decide(event, None if entry is None else entry.config)
+        reason = decide(event, entry)
         if reason is not None:
             # Filtered out: finished at once and counted per batch (see on_batch); no work
-            # object or source copy is made for it.
+            # object, source copy or pending count is made for it.
             self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
-            self._finish_offset(tracker, offset)
+            tracker.skip(offset)
             return
         assert entry is not None
+        tracker.add(offset)
+        self.pending += 1
         work = Work(tracker, offset, self._source(msg, tracker, offset), kind, event, 0)
         self._submit(work, entry, attempt=1)
 
@@ -232,8 +233,8 @@ class Pipeline:
             None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
         )
 
-    def _process_retry(self, msg: Message, tracker: PartitionTracker, offset: int) -> bool:
-        """Handle a retry-topic record; False when its partition now waits (not due)."""
+    def _process_retry(self, msg: Message, tracker: PartitionTracker, offset: int) -> None:
+        """Handle a retry-topic record: due (or nearly) now, or its partition waits."""
         try:
             record = decode_retry_record(msg.value() or b"")
         except InvalidRetryRecordError as exc:
@@ -251,11 +252,11 @@ class Pipeline:
                 None,
                 None,
             )
-            return True
+            return
         wait = record.due_at_ms / 1000 - self._clock()
         if wait > HOLD_WINDOW:
             self._wait_until_due(tracker, offset, record.due_at_ms)
-            return False
+            return
         tracker.add(offset)
         self.pending += 1
         if wait > 0:
@@ -264,7 +265,6 @@ class Pipeline:
             asyncio.get_running_loop().call_later(wait, self._retry_due, record, tracker, offset)
         else:
             self._retry_due(record, tracker, offset)
-        return True
 
     def _retry_due(self, record: RetryRecord, tracker: PartitionTracker, offset: int) -> None:
         if tracker.revoked or self._closing:
@@ -278,7 +278,7 @@ class Pipeline:
         kind = record.kind
         try:
             event = decode_event(
-                source.value, kind, f"{source.topic}:{source.partition}:{source.offset}"
+                source.value, kind, (source.topic, source.partition, source.offset)
             )
         except InvalidEventError as exc:  # cannot happen for records we wrote; be safe
             self._dead_letter(
@@ -299,7 +299,7 @@ class Pipeline:
         event = work.event
         assert event is not None
         entry = self._store.get(event.account_id)
-        reason = decide(event, None if entry is None else entry.config)
+        reason = decide(event, entry)
         if reason is not None:
             self._count(self._dropped, self._metrics.retries_dropped, reason)
             log.info(
@@ -368,7 +368,7 @@ class Pipeline:
             self._finish(work)
             return
         entry = self._store.get(event.account_id)
-        max_retries = 0 if entry is None else entry.config.max_retries
+        max_retries = 0 if entry is None else entry.max_retries
         log.info(
             "delivery failed",
             extra={

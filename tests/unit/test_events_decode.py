@@ -150,6 +150,9 @@ def test_call_with_unusable_agent_id_orders_by_call(agent_id: Any) -> None:
 def test_event_id_or_fallback(event_id: Any, expected: str) -> None:
     raw = dumps({"account_id": "1", "event_type": "LOGIN", "agent_id": "a", "event_id": event_id})
     assert decode_event(raw, EventKind.AGENT, FALLBACK).event_id == expected
+    # The pipeline passes the record's coordinates; the same id results.
+    coordinates = ("wfm.agent-events", 3, 1042)
+    assert decode_event(raw, EventKind.AGENT, coordinates).event_id == expected
 
 
 def test_missing_event_id_uses_fallback() -> None:

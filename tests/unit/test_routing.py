@@ -10,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream_wfm.events import Event, EventKind
-from stream_wfm.integrations.model import IntegrationConfig, validate_config
+from stream_wfm.integrations.model import (
+    IntegrationConfig,
+    config_to_record_value,
+    validate_config,
+)
+from stream_wfm.integrations.store import Entry
 from stream_wfm.routing import DEFAULT_STATES, FILTER_REASONS, decide, is_default_state_event
 
 AGENT_URL = "https://wfm.example.com/agent"
@@ -257,3 +262,6 @@ def test_decide_agrees_with_reference(
     result = decide(event, cfg)
     assert (result or "send") == expected
     assert result is None or result in FILTER_REASONS
+    # The service routes with the compact entry built from the config record's bytes.
+    entry = None if cfg is None else Entry(cfg, config_to_record_value(cfg))
+    assert decide(event, entry) == result
