@@ -12,9 +12,10 @@ is unique; in rate mode it also carries the producer's send time
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import orjson
@@ -78,6 +79,26 @@ def _producer(bootstrap: str, **extra: Any) -> Producer:
     return Producer(conf)
 
 
+def _produce_all(
+    producer: Producer,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Produce ``(value, key)`` records, waiting whenever the local queue is full."""
+    for n, (value, key) in enumerate(records):
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if n % 10000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(n)
+
+
 def produce_events(
     bootstrap: str,
     topic: str,
@@ -89,24 +110,12 @@ def produce_events(
 ) -> int:
     """Produce ``count`` events; returns how many are selected (to be delivered)."""
     producer = _producer(bootstrap)
-    selected = 0
-    for n in range(count):
-        chosen = is_selected(n, selected_fraction)
-        selected += chosen
-        value = agent_event(n, f"{prefix}-{n}", chosen)
-        while True:
-            try:
-                producer.produce(topic, value, event_key(n))
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if n % 10000 == 0:
-            producer.poll(0)
-            if progress is not None:
-                progress(n)
+    chosen = [is_selected(n, selected_fraction) for n in range(count)]
+    records = ((agent_event(n, f"{prefix}-{n}", chosen[n]), event_key(n)) for n in range(count))
+    _produce_all(producer, topic, records, progress)
     if producer.flush(60) != 0:
         raise RuntimeError("the bench producer could not deliver every event")
-    return selected
+    return sum(chosen)
 
 
 class RateProducer:
@@ -164,6 +173,14 @@ def integration(account_id: str, url: str, as_json: bool) -> dict[str, Any]:
     }
 
 
+def _filler_record(n: int) -> tuple[bytes, bytes]:
+    """A realistic integration of another account, as a (value, key) record."""
+    account = f"bench-{n:07d}"
+    cfg = integration(account, f"https://wfm-{n % 977}.example.com/ringcx/agent", n % 2 == 0)
+    cfg["headers"]["X-Tenant"] = f"tenant-{n}"
+    return orjson.dumps(cfg), account.encode()
+
+
 def write_integrations(
     bootstrap: str,
     topic: str,
@@ -172,24 +189,11 @@ def write_integrations(
     filler: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Write ``configs`` and ``filler`` more realistic integrations (other accounts)."""
+    """Write ``filler`` realistic integrations (other accounts), then ``configs``."""
     producer = _producer(bootstrap)
-    for n in range(filler):
-        account = f"bench-{n:07d}"
-        cfg = integration(account, f"https://wfm-{n % 977}.example.com/ringcx/agent", n % 2 == 0)
-        cfg["headers"]["X-Tenant"] = f"tenant-{n}"
-        while True:
-            try:
-                producer.produce(topic, orjson.dumps(cfg), account.encode())
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if n % 10000 == 0:
-            producer.poll(0)
-            if progress is not None:
-                progress(n)
-    for cfg in configs:
-        producer.produce(topic, orjson.dumps(cfg), str(cfg["account_id"]).encode())
+    given = ((orjson.dumps(cfg), str(cfg["account_id"]).encode()) for cfg in configs)
+    records = itertools.chain(map(_filler_record, range(filler)), given)
+    _produce_all(producer, topic, records, progress)
     if producer.flush(60) != 0:
         raise RuntimeError("the bench producer could not write the integrations")
 
