@@ -17,6 +17,7 @@ from tests.conftest import (
     delete_config,
     produce,
     produce_json,
+    put_all_states_config,
     put_config,
     read_topic,
     wait_until,
@@ -303,15 +304,7 @@ async def test_per_agent_order_with_many_agents(
 ) -> None:
     settings = settings_factory()
     rec = await receiver_factory()
-    put_config(
-        settings,
-        {
-            "account_id": "1",
-            "send_all_agent_states": True,
-            "send_body_as_json": True,
-            "agent_event_url": rec.url(),
-        },
-    )
+    put_all_states_config(settings, rec.url())
     agents, per_agent = 40, 25
     events = [
         state("1", f"agent-{a}", "AVAILABLE", duration=str(i))

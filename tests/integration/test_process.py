@@ -13,7 +13,7 @@ from tests.conftest import (
     first_seen_order_per_agent,
     numbered_events,
     produce_json,
-    put_config,
+    put_all_states_config,
     wait_until,
 )
 
@@ -29,24 +29,12 @@ def assert_per_agent_order(rec: Receiver) -> None:
         assert seq == sorted(seq), f"{agent} out of order: {seq[:20]}"
 
 
-def configure(settings: Any, rec: Receiver) -> None:
-    put_config(
-        settings,
-        {
-            "account_id": "1",
-            "send_all_agent_states": True,
-            "send_body_as_json": True,
-            "agent_event_url": rec.url(),
-        },
-    )
-
-
 async def test_kill9_mid_stream_then_restart_loses_nothing(
     settings_factory: Any, receiver_factory: Any, service_process: Any
 ) -> None:
     settings = settings_factory()
     rec = await receiver_factory(delay=0.02)
-    configure(settings, rec)
+    put_all_states_config(settings, rec.url())
     n = 3000
     produce_json(settings, settings.agent_events_topic, numbered_events(n, agents=10))
     first = await service_process(settings).wait_ready()
@@ -68,7 +56,7 @@ async def test_sigterm_drains_in_flight_and_commits(
 ) -> None:
     settings = settings_factory(shutdown_timeout=15.0)
     rec = await receiver_factory(delay=0.3)
-    configure(settings, rec)
+    put_all_states_config(settings, rec.url())
     n = 200
     produce_json(settings, settings.agent_events_topic, numbered_events(n, agents=20))
     svc = await service_process(settings).wait_ready()
@@ -97,7 +85,7 @@ async def test_two_instances_share_work(
 ) -> None:
     settings = settings_factory(topic_partitions=4)
     rec = await receiver_factory()
-    configure(settings, rec)
+    put_all_states_config(settings, rec.url())
     a = await service_process(settings).wait_ready()
     b = await service_process(settings).wait_ready()
     topic = settings.agent_events_topic
@@ -133,7 +121,7 @@ async def test_rebalance_hands_back_without_loss_or_reordering(
     # shutdown_timeout bounds the revoke wait (half of it to drain queued events).
     settings = settings_factory(topic_partitions=4, shutdown_timeout=30.0)
     rec = await receiver_factory(delay=0.005)
-    configure(settings, rec)
+    put_all_states_config(settings, rec.url())
     n = 6000
     events = numbered_events(n, agents=30)
     produce_json(settings, settings.agent_events_topic, events[: n // 2])

@@ -14,7 +14,7 @@ from tests.conftest import (
     first_seen_order_per_agent,
     numbered_events,
     produce_json,
-    put_config,
+    put_all_states_config,
     read_topic,
     wait_until,
 )
@@ -27,15 +27,7 @@ async def test_three_instances_then_one_added_and_one_removed_mid_stream(
 ) -> None:
     settings = settings_factory(topic_partitions=6)
     rec = await receiver_factory(delay=0.002)
-    put_config(
-        settings,
-        {
-            "account_id": "1",
-            "send_all_agent_states": True,
-            "send_body_as_json": True,
-            "agent_event_url": rec.url(),
-        },
-    )
+    put_all_states_config(settings, rec.url())
     topic = settings.agent_events_topic
     members: list[ServiceProcess] = [await service_process(settings).wait_ready() for _ in range(3)]
 
