@@ -104,14 +104,6 @@ class Entry:
             config = self._config = parse_config_record(self.account_id.encode(), self._raw)
         return config
 
-    @property
-    def agent(self) -> RequestTemplate | None:
-        return self.template(EventKind.AGENT)
-
-    @property
-    def call(self) -> RequestTemplate | None:
-        return self.template(EventKind.CALL)
-
     def template(self, kind: EventKind) -> RequestTemplate | None:
         if kind is EventKind.AGENT:
             template = self._agent
