@@ -106,9 +106,10 @@ class Settings(BaseSettings):
     allow_private_destinations: bool = Field(
         default=False, description="Allow webhooks to loopback/private/link-local addresses."
     )
-    http_transport: Literal["aiohttp", "pyreqwest"] = Field(
-        default="aiohttp",
-        description="HTTP client for webhooks; pyreqwest is faster but title-cases header names.",
+    http_transport: Literal["h1", "aiohttp", "pyreqwest"] = Field(
+        default="h1",
+        description="HTTP client for webhooks: h1 (built in, fastest), aiohttp, or pyreqwest "
+        "(title-cases header names).",
     )
     max_in_flight: int = Field(
         default=256, ge=1, le=10_000, description="Webhook requests in flight, overall."

@@ -20,8 +20,10 @@ from typing import Any
 import orjson
 
 from stream_wfm.bench.workload import sample_request_parts
+from stream_wfm.delivery.transports import TRANSPORT_NAMES
 
-CLIENTS = ("aiohttp", "pyreqwest")
+#: One raw loop per shipped transport, named as STREAM_WFM_HTTP_TRANSPORT names them.
+CLIENTS = TRANSPORT_NAMES
 
 Post = Callable[[int], Awaitable[bool]]
 
@@ -85,11 +87,37 @@ async def _pyreqwest_client(
     return post, client.close
 
 
+async def _h1_client(
+    url: str, headers: list[tuple[str, str]], body: bytes, concurrency: int
+) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    """stream-wfm's own HTTP/1.1 client: the h1 transport is the library here."""
+    from stream_wfm.delivery.h1_transport import H1Transport
+    from stream_wfm.delivery.outcome import OutcomeKind
+    from stream_wfm.delivery.request import WebhookRequest, host_key_of
+
+    transport = H1Transport(
+        max_in_flight=concurrency, max_in_flight_per_host=concurrency,
+        allow_private_destinations=True,
+    )  # fmt: skip
+    fixed = tuple(headers)
+    host_key = host_key_of(url)
+
+    async def post(n: int) -> bool:
+        event_id = f"raw-{n}"
+        request = WebhookRequest(
+            "POST", url, (*fixed, ("X-WFM-Event-Id", event_id)), body, 10.0, host_key, event_id
+        )
+        outcome = await transport.send(request)
+        return outcome.kind is OutcomeKind.DELIVERED
+
+    return post, transport.close
+
+
 async def run(
     client: str, url: str, concurrency: int, warmup: float, duration: float, fmt: str
 ) -> dict[str, Any]:
     full_url, headers, body = sample_request_parts(url, fmt)
-    make = _aiohttp_client if client == "aiohttp" else _pyreqwest_client
+    make = {"aiohttp": _aiohttp_client, "pyreqwest": _pyreqwest_client, "h1": _h1_client}[client]
     post, close = await make(full_url, headers, body, concurrency)
     done = 0
     errors = 0

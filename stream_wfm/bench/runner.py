@@ -24,7 +24,6 @@ samples of ``/proc/<pid>/stat`` taken every 20 ms.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import socket
 import subprocess
@@ -47,6 +46,7 @@ from stream_wfm.bench.workload import (
     produce_events,
     write_integrations,
 )
+from stream_wfm.delivery.transports import available_transports
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.config import group_consumer_config
 from stream_wfm.kafka.embedded import EmbeddedBroker
@@ -102,7 +102,7 @@ class BenchResult:
 
 def shipped_clients() -> list[str]:
     """The HTTP clients the service ships a transport for that are installed here."""
-    return [c for c in CLIENTS if importlib.util.find_spec(c) is not None]
+    return [c for c in CLIENTS if c in available_transports()]
 
 
 def default_transport() -> str:

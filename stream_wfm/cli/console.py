@@ -18,11 +18,11 @@ from stream_wfm.cli.common import (
 )
 from stream_wfm.console.app import create_app
 from stream_wfm.console.changes import ConfigChanges
-from stream_wfm.delivery.aiohttp_transport import AiohttpTransport
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.integrations.writer import ConfigWriteError, ConfigWriter
 from stream_wfm.kafka.config import producer_config, reader_config
 from stream_wfm.ops.logging import configure_logging
+from stream_wfm.service import make_transport
 from stream_wfm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,7 @@ async def _serve(settings: Settings, writer: ConfigWriter) -> None:
         reader_config(settings, "stream-wfm-console"),
         on_change=changes.notify,
     )
-    transport = AiohttpTransport(
-        max_in_flight=settings.max_in_flight,
-        max_in_flight_per_host=settings.max_in_flight_per_host,
-        allow_private_destinations=settings.allow_private_destinations,
-    )
+    transport = make_transport(settings)  # test events go out as the service sends webhooks
     app = create_app(settings, store, writer, transport, changes=changes)
     runner = web.AppRunner(app, access_log=None)
     store.start()

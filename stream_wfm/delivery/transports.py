@@ -14,13 +14,14 @@ from stream_wfm.delivery.transport import Transport
 
 __all__ = ["TRANSPORT_NAMES", "available_transports", "create_transport"]
 
-#: Name → the module of the HTTP client it needs.
-TRANSPORT_NAMES: Final = ("aiohttp", "pyreqwest")
+#: Name → the module its HTTP client (or, for h1, its response parser) comes from.
+_MODULES: Final = {"h1": "httptools", "aiohttp": "aiohttp", "pyreqwest": "pyreqwest"}
+TRANSPORT_NAMES: Final = tuple(_MODULES)
 
 
 def available_transports() -> list[str]:
     """The shipped transports whose HTTP client is installed here."""
-    return [name for name in TRANSPORT_NAMES if importlib.util.find_spec(name) is not None]
+    return [name for name, module in _MODULES.items() if importlib.util.find_spec(module)]
 
 
 def create_transport(
@@ -31,6 +32,14 @@ def create_transport(
     allow_private_destinations: bool,
 ) -> Transport:
     """A new transport ``name`` with these limits."""
+    if name == "h1":
+        from stream_wfm.delivery.h1_transport import H1Transport
+
+        return H1Transport(
+            max_in_flight=max_in_flight,
+            max_in_flight_per_host=max_in_flight_per_host,
+            allow_private_destinations=allow_private_destinations,
+        )
     if name == "pyreqwest":
         from stream_wfm.delivery.pyreqwest_transport import PyreqwestTransport
 

@@ -385,7 +385,7 @@ async def test_header_names_keep_their_case(
             pytest.mark.xfail(
                 strict=True,
                 reason="hyper (under pyreqwest 0.15) sends Title-Case (X-Wfm-Event-Id) or "
-                "lower-case names, with no preserve-case option: why aiohttp stays default",
+                "lower-case names, with no preserve-case option",
             )
         )
     async with _raw_receiver() as (base, got):

@@ -1,0 +1,574 @@
+"""The h1 transport: HTTP/1.1 written on the event loop itself, responses parsed by llhttp.
+
+Why it exists: profiles of ``stream-wfm run`` with pyreqwest showed the
+service throughput flat from 16 to 256 requests in flight, with pyreqwest's
+single Tokio thread spending its off-CPU time waiting for the GIL (every
+response completion needs it) while the loop thread ran the pipeline: the
+two threads took turns instead of overlapping. aiohttp has no second thread
+but costs ~75 µs of Python per request. This transport does only what a
+webhook needs, on the loop thread, with the parsing in C (``httptools``, the
+binding of Node.js's llhttp that uvicorn uses): ~10 µs per request in the raw
+loop, no thread hand-offs. See README "Performance".
+
+Contract (the same tests run against every transport):
+
+* **Connections**: a keep-alive pool per destination host (``scheme://host:port``)
+  of at most ``max_in_flight_per_host`` connections, one request at a time on
+  each (no pipelining). Idle connections are closed after
+  :data:`IDLE_TIMEOUT_SECONDS`; a connection is reused only after a complete
+  response that allows keep-alive. The overall limit is the dispatcher's.
+* **Requests** go out exactly as built: header names keep their case, in
+  order, after ``Host``; ``Content-Length`` always (``0`` for an empty body).
+  A header that would contain CR or LF is refused (config validation already
+  prevents it). Non-ASCII in the URL path is percent-encoded as UTF-8.
+* **No redirects** (a 3xx is the outcome), no proxies, no cookies, no
+  decompression (no ``Accept-Encoding`` is sent).
+* **TLS verified** (:func:`ssl.create_default_context`: certificate chain and
+  host name), SNI set to the URL's host.
+* **Timeouts**: the request's ``timeout`` covers everything: resolving,
+  waiting for a connection slot, connecting, TLS, sending and the response.
+* **Responses**: ``Content-Length``, chunked and close-delimited bodies; 1xx
+  informational responses before the final one are skipped; bodies are read
+  up to :data:`DRAIN_LIMIT` bytes, beyond it the connection is closed. A
+  malformed response, or a connection closed before the response is
+  complete, is a connection error.
+* **Destination guard** (``allow_private_destinations=False``): the host is
+  resolved with the loop's ``getaddrinfo``, refused when any address is not
+  public (:func:`~stream_wfm.delivery.guard.address_refusal`), and connections
+  go to exactly the address that was checked (``Host`` and SNI keep the
+  name). The check is redone every :data:`DNS_TTL_SECONDS`; when the address
+  changes, connections to the old one are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Final
+from urllib.parse import quote
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from stream_wfm.delivery.guard import address_refusal
+from stream_wfm.delivery.outcome import (
+    Outcome,
+    classify_status,
+    connection_error_outcome,
+    destination_not_allowed_outcome,
+    timeout_outcome,
+)
+from stream_wfm.delivery.request import WebhookRequest
+from stream_wfm.delivery.transport import Response
+
+__all__ = ["DNS_TTL_SECONDS", "DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "H1Transport"]
+
+#: Response bodies are read up to this size; a larger one closes the connection.
+DRAIN_LIMIT: Final = 64 * 1024
+#: How long a checked resolution is trusted (as aiohttp's ``ttl_dns_cache``).
+DNS_TTL_SECONDS: Final = 60.0
+#: Idle keep-alive connections are closed after this long (aiohttp's default too).
+IDLE_TIMEOUT_SECONDS: Final = 15.0
+#: How often idle connections and unused hosts are swept.
+SWEEP_INTERVAL_SECONDS: Final = 5.0
+
+#: ``resolve(host, port)`` → the host's addresses (default: the loop's ``getaddrinfo``).
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# Characters left as they are when a non-ASCII request target is percent-encoded.
+_TARGET_SAFE: Final = "/?&=%:@!$'()*+,;~[]-._"
+
+
+class ProtocolError(ConnectionError):
+    """The server's bytes are not a valid HTTP/1.1 response, or came when none was due."""
+
+
+class IncompleteResponseError(ConnectionError):
+    """The connection closed before the response was complete."""
+
+
+class UnencodableRequestError(ValueError):
+    """A header contains CR or LF, or a header or host is not ASCII/Latin-1 (config
+    validation prevents both)."""
+
+
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+def _split_host_key(host_key: str) -> tuple[str, str, int]:
+    """``scheme://host:port`` → (scheme, host without brackets, port)."""
+    scheme, _, rest = host_key.partition("://")
+    host, _, port = rest.rpartition(":")
+    return scheme, host.strip("[]"), int(port)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _refusal(host: str, addresses: list[str]) -> str | None:
+    """Why ``host``, resolving to ``addresses``, is refused; None when every one is public."""
+    if not addresses:
+        return f"{host} resolves to no address"
+    for address in addresses:
+        reason = address_refusal(address)
+        if reason is not None:
+            return f"{host} resolves to a {reason} address"
+    return None
+
+
+def _idna(host: str) -> str:
+    """The ASCII form of an internationalized host name; ``host`` itself when it is not a
+    valid one (its requests then fail to encode: a connection error, never a crash)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def request_target(url: str) -> str:
+    """The origin-form request target (path and query) of an absolute http(s) URL."""
+    start = url.find("://") + 3
+    end = len(url)
+    for mark in "/?":
+        at = url.find(mark, start)
+        if 0 <= at < end:
+            end = at
+    target = url[end:]
+    if not target.startswith("/"):
+        target = "/" + target
+    if not target.isascii():
+        target = quote(target, safe=_TARGET_SAFE)
+    return target
+
+
+def encode_request(request: WebhookRequest, host_header: str) -> bytes:
+    """The request's bytes on the wire: request line, ``Host``, the request's headers in
+    order and as spelled, ``Content-Length``, the body."""
+    headers = request.headers
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # Every header adds exactly one CR and one LF: any other count means a name or value
+    # carries one (request smuggling), which config validation should have refused.
+    if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+        raise UnencodableRequestError("a header name or value contains CR or LF")
+    body = request.body
+    head = (
+        f"{request.method} {request_target(request.url)} HTTP/1.1\r\n"
+        f"Host: {host_header}\r\n{block}Content-Length: {len(body)}\r\n\r\n"
+    )
+    try:
+        return head.encode("latin-1") + body
+    except UnicodeEncodeError:
+        raise UnencodableRequestError("a header or the host is not Latin-1 text") from None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, the response parsed as it comes."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.generation = pool.generation
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        # The current exchange.
+        self.waiter: asyncio.Future[int] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.status = 0
+        self.retry_after: str | None = None
+        self.framed = False  # Content-Length or chunked: the end is not the connection's
+        self.reusable = False
+        self.body_size = 0
+        self.preview = b""
+        self.preview_limit = 0
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            self._fail(ProtocolError("data received with no request outstanding"))
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._complete(keep_alive=False)  # a 101 we did not ask for: its status is the answer
+        except HttpParserError as exc:
+            self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is None:
+            return
+        if self.status and not self.framed:
+            self._complete(keep_alive=False)  # a close-delimited body ends here
+        else:
+            self._fail(exc or IncompleteResponseError("connection closed before the response"))
+
+    # --- parser callbacks ----------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"retry-after":
+            self.retry_after = value.decode("latin-1")
+        elif lower == b"content-length" or (
+            lower == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if len(self.preview) < self.preview_limit:
+            self.preview += body[: self.preview_limit - len(self.preview)]
+        if self.body_size > DRAIN_LIMIT:
+            self._complete(keep_alive=False)  # not worth reading: close instead
+
+    def on_message_complete(self) -> None:
+        status = self.status
+        if 100 <= status < 200 and status != 101:
+            # An informational response (e.g. 103 Early Hints): the final one follows.
+            self.status = 0
+            self.retry_after = None
+            self.framed = False
+            return
+        self._complete(self.parser.should_keep_alive())
+
+    # --- exchanges -------------------------------------------------------------------------
+    def start(
+        self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, preview: int
+    ) -> asyncio.Future[int]:
+        """Send ``data``; the future resolves with the final status, or fails."""
+        transport = self.transport
+        assert transport is not None
+        waiter: asyncio.Future[int] = loop.create_future()
+        self.waiter = waiter
+        self.timer = loop.call_at(deadline, self._expire)
+        self.status = 0
+        self.retry_after = None
+        self.framed = False
+        self.reusable = False
+        self.body_size = 0
+        self.preview = b""
+        self.preview_limit = preview
+        transport.write(data)
+        return waiter
+
+    def _complete(self, keep_alive: bool) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            return
+        self.waiter = None
+        self.reusable = keep_alive and not self.closed
+        if not keep_alive and self.transport is not None:
+            self.transport.close()
+        self._stop_timer()
+        if not waiter.done():
+            waiter.set_result(self.status)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        self.reusable = False
+        self._stop_timer()
+        self.abort()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _expire(self) -> None:
+        self.timer = None
+        self._fail(TimeoutError())
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def abort(self) -> None:
+        """Close now, dropping anything unsent (the connection's state is unknown)."""
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Pool:
+    """One destination host: its checked address (or why it is refused) and connections."""
+
+    def __init__(self, scheme: str, host: str, port: int) -> None:
+        self.scheme = scheme
+        self.host = host  # the name, without brackets
+        self.port = port
+        bracketed = f"[{host}]" if ":" in host else host
+        ascii_host = bracketed if bracketed.isascii() else _idna(bracketed)
+        default = _DEFAULT_PORTS.get(scheme)
+        self.host_header = ascii_host if port == default else f"{ascii_host}:{port}"
+        self.address: str | None = None  # where connections go; None: the name itself
+        self.expires = 0.0  # when the guard's check must be redone
+        self.refusal: str | None = None
+        self.generation = 0  # bumped when the address changes: older connections retire
+        self.idle: list[_Connection] = []
+        self.open = 0  # connections open or being opened
+        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self.last_used = 0.0
+
+    def take_idle(self, now: float) -> _Connection | None:
+        """An idle connection that is still open and fresh, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if (
+                not conn.closed
+                and transport is not None
+                and not transport.is_closing()
+                and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
+            ):
+                return conn
+            self.discard(conn)
+        return None
+
+    def release(self, conn: _Connection, now: float) -> None:
+        """Give a connection back after a complete, keep-alive response."""
+        if conn.closed or conn.generation != self.generation:
+            self.discard(conn)
+            return
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = now
+        self.idle.append(conn)
+
+    def discard(self, conn: _Connection) -> None:
+        """Close ``conn`` and free its slot."""
+        conn.abort()
+        self.free_slot()
+
+    def free_slot(self) -> None:
+        """One connection fewer: hand the slot to the first waiting request, if any."""
+        self.open -= 1
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # a free slot: the waiter opens a connection
+                self.open += 1
+                return
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        keep = []
+        for conn in self.idle:
+            if older_than is None or conn.closed or conn.idle_since < older_than:
+                self.discard(conn)
+            else:
+                keep.append(conn)
+        self.idle = keep
+
+
+class H1Transport:
+    """Webhook delivery over HTTP/1.1 on the event loop; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int,
+        max_in_flight_per_host: int,
+        allow_private_destinations: bool,
+        resolve: Resolve | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_in_flight = max_in_flight
+        self._per_host = max_in_flight_per_host
+        self._allow_private = allow_private_destinations
+        self._resolve = resolve or _getaddrinfo
+        self._clock = clock
+        self._pools: dict[str, _Pool] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # --- sending ---------------------------------------------------------------------------
+    async def send(self, request: WebhookRequest) -> Outcome:
+        outcome, _body = await self._send(request, 0)
+        return outcome
+
+    async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
+        start = time.perf_counter()
+        outcome, body = await self._send(request, preview)
+        return Response(outcome, time.perf_counter() - start, body)
+
+    async def _send(self, request: WebhookRequest, preview: int) -> tuple[Outcome, bytes]:
+        if self._closed:
+            return connection_error_outcome(ConnectionError("transport closed")), b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout
+        now = self._clock()
+        pool = self._pools.get(request.host_key)
+        conn = None
+        if pool is not None and pool.expires > now and pool.refusal is None:
+            conn = pool.take_idle(now)  # the hot path: nothing to wait for
+        if conn is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    pool = await self._checked_pool(request.host_key, now)
+                    if pool.refusal is not None:
+                        return destination_not_allowed_outcome(pool.refusal), b""
+                    conn = await self._acquire(pool, loop, now)
+            except TimeoutError:
+                return timeout_outcome(request.timeout), b""
+            except (OSError, ssl.SSLError) as exc:
+                return connection_error_outcome(exc), b""
+        assert pool is not None
+        pool.last_used = now
+        try:
+            data = encode_request(request, pool.host_header)
+            status = await conn.start(loop, data, deadline, preview)
+        except TimeoutError:
+            pool.discard(conn)
+            return timeout_outcome(request.timeout), b""
+        except (OSError, UnencodableRequestError) as exc:
+            pool.discard(conn)
+            return connection_error_outcome(exc), b""
+        except BaseException:
+            pool.discard(conn)  # cancelled: the response may still come, so not reusable
+            raise
+        body = conn.preview
+        retry_after = conn.retry_after
+        if conn.reusable:
+            pool.release(conn, self._clock())
+        else:
+            pool.discard(conn)
+        return classify_status(status, retry_after), body
+
+    # --- connections -----------------------------------------------------------------------
+    async def _acquire(
+        self, pool: _Pool, loop: asyncio.AbstractEventLoop, now: float
+    ) -> _Connection:
+        """An open connection to ``pool``'s host: idle, new, or handed over when one frees."""
+        conn = pool.take_idle(now)
+        if conn is not None:
+            return conn
+        if pool.open >= self._per_host:
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            pool.waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._give_back(pool, waiter.result())
+                else:
+                    pool.waiters.remove(waiter)
+                raise
+            if handed is not None:
+                return handed
+            # A slot was freed for us (pool.open already counts it): connect below.
+        else:
+            pool.open += 1
+        try:
+            return await self._connect(pool, loop)
+        except BaseException:
+            pool.free_slot()  # the next waiter, if any, tries with it
+            raise
+
+    def _give_back(self, pool: _Pool, handed: _Connection | None) -> None:
+        """A waiter was cancelled after being handed a connection or a slot: pass it on."""
+        if handed is not None:
+            pool.release(handed, self._clock())
+        else:
+            pool.free_slot()
+
+    async def _connect(self, pool: _Pool, loop: asyncio.AbstractEventLoop) -> _Connection:
+        secure = pool.scheme == "https"
+        _transport, conn = await loop.create_connection(
+            lambda: _Connection(pool),
+            pool.address or pool.host,
+            pool.port,
+            ssl=self._ssl_context() if secure else None,
+            server_hostname=pool.host if secure else None,
+        )
+        self._schedule_sweep(loop)
+        return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            context = ssl.create_default_context()  # verifies the chain and the host name
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return self._ssl
+
+    # --- destination guard -----------------------------------------------------------------
+    async def _checked_pool(self, host_key: str, now: float) -> _Pool:
+        """The host's pool, resolving and checking the host when new or expired."""
+        pool = self._pools.get(host_key)
+        if pool is None:
+            pool = self._pools[host_key] = _Pool(*_split_host_key(host_key))
+        if pool.expires > now:
+            return pool
+        if self._allow_private:
+            pool.expires = float("inf")
+            return pool
+        if _is_ip_literal(pool.host):
+            reason = address_refusal(pool.host)
+            pool.refusal = None if reason is None else f"{pool.host} is a {reason} address"
+            pool.address = pool.host
+            pool.expires = float("inf")
+            return pool
+        addresses = await self._resolve(pool.host, pool.port)
+        pool.refusal = _refusal(pool.host, addresses)
+        pool.expires = now + DNS_TTL_SECONDS
+        checked = None if pool.refusal is not None else addresses[0]
+        if checked != pool.address:
+            pool.address = checked
+            pool.generation += 1  # connections to the previous address retire
+            pool.close_idle()
+        return pool
+
+    # --- housekeeping ------------------------------------------------------------------------
+    def _schedule_sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeper is None and not self._closed:
+            self._sweeper = loop.call_later(SWEEP_INTERVAL_SECONDS, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close connections idle for too long; forget hosts with no connection left."""
+        self._sweeper = None
+        now = self._clock()
+        for key, pool in list(self._pools.items()):
+            pool.close_idle(older_than=now - IDLE_TIMEOUT_SECONDS)
+            if pool.open == 0 and not pool.waiters and now - pool.last_used > DNS_TTL_SECONDS:
+                del self._pools[key]
+        if any(pool.open for pool in self._pools.values()):
+            self._schedule_sweep(loop)
+
+    async def close(self) -> None:
+        """Close every connection; safe to call twice. Later sends fail as connection errors."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            pool.close_idle()
+            for waiter in pool.waiters:
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("transport closed"))
+            pool.waiters.clear()
