@@ -48,8 +48,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 from urllib.parse import quote
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -75,6 +75,9 @@ DNS_TTL_SECONDS: Final = 60.0
 IDLE_TIMEOUT_SECONDS: Final = 15.0
 #: How often idle connections and unused hosts are swept.
 SWEEP_INTERVAL_SECONDS: Final = 5.0
+#: How often the deadlines of requests under way are checked: a timeout ends at most
+#: this much after the request's ``timeout`` (1 s or more).
+DEADLINE_TICK_SECONDS: Final = 0.05
 
 #: ``resolve(host, port)`` → the host's addresses (default: the loop's ``getaddrinfo``).
 Resolve = Callable[[str, int], Awaitable[list[str]]]
@@ -155,24 +158,57 @@ def request_target(url: str) -> str:
     return target
 
 
-def encode_request(request: WebhookRequest, host_header: str) -> bytes:
-    """The request's bytes on the wire: request line, ``Host``, the request's headers in
-    order and as spelled, ``Content-Length``, the body."""
-    headers = request.headers
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """``Name: value`` lines, in order and as spelled; raises
+    :class:`UnencodableRequestError` for CR or LF in a name or value (request smuggling,
+    which config validation should have refused) or text that is not Latin-1."""
     block = "".join([f"{name}: {value}\r\n" for name, value in headers])
-    # Every header adds exactly one CR and one LF: any other count means a name or value
-    # carries one (request smuggling), which config validation should have refused.
+    # Every header adds exactly one CR and one LF: any other count means one carries some.
     if block.count("\n") != len(headers) or block.count("\r") != len(headers):
         raise UnencodableRequestError("a header name or value contains CR or LF")
-    body = request.body
-    head = (
-        f"{request.method} {request_target(request.url)} HTTP/1.1\r\n"
-        f"Host: {host_header}\r\n{block}Content-Length: {len(body)}\r\n\r\n"
-    )
     try:
-        return head.encode("latin-1") + body
+        return block.encode("latin-1")
     except UnicodeEncodeError:
-        raise UnencodableRequestError("a header or the host is not Latin-1 text") from None
+        raise UnencodableRequestError("a header is not Latin-1 text") from None
+
+
+#: Most headers of a request come from its integration's template and repeat; the last
+#: (``X-WFM-Event-Id``) does not. Encoded blocks are kept up to this many templates.
+HEADER_BLOCK_CACHE_SIZE: Final = 4096
+
+
+def encode_request(
+    request: WebhookRequest,
+    host_header: str,
+    blocks: dict[tuple[tuple[str, str], ...], bytes] | None = None,
+) -> bytes:
+    """The request's bytes on the wire: request line, ``Host``, the request's headers in
+    order and as spelled, ``Content-Length``, the body. ``blocks`` caches the encoding of
+    all headers but the last (see :data:`HEADER_BLOCK_CACHE_SIZE`)."""
+    headers = request.headers
+    fixed = headers[:-1]
+    block = None if blocks is None else blocks.get(fixed)
+    if block is None:
+        block = encode_headers(fixed)
+        if blocks is not None:
+            if len(blocks) >= HEADER_BLOCK_CACHE_SIZE:
+                blocks.clear()
+            blocks[fixed] = block
+    body = request.body
+    line = f"{request.method} {request_target(request.url)} HTTP/1.1\r\nHost: {host_header}\r\n"
+    try:
+        line_bytes = line.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UnencodableRequestError("the host is not Latin-1 text") from None
+    return b"".join(
+        (
+            line_bytes,
+            block,
+            encode_headers(headers[-1:]),
+            b"Content-Length: %d\r\n\r\n" % len(body),
+            body,
+        )
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -187,7 +223,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         # The current exchange.
         self.waiter: asyncio.Future[int] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time; checked by the transport's deadline ticker
         self.status = 0
         self.retry_after: str | None = None
         self.framed = False  # Content-Length or chunked: the end is not the connection's
@@ -221,6 +257,12 @@ class _Connection(asyncio.Protocol):
             self._fail(exc or IncompleteResponseError("connection closed before the response"))
 
     # --- parser callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.waiter is None:
+            # More bytes after a complete response (in the same read): never let them
+            # answer the next request. feed_data raises; data_received closes the connection.
+            raise ProtocolError("a response came with no request outstanding")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
         if lower == b"retry-after":
@@ -248,18 +290,20 @@ class _Connection(asyncio.Protocol):
             self.retry_after = None
             self.framed = False
             return
-        self._complete(self.parser.should_keep_alive())
+        # After a 101 (an upgrade nobody asked for) the connection no longer speaks HTTP/1.1.
+        self._complete(status != 101 and self.parser.should_keep_alive())
 
     # --- exchanges -------------------------------------------------------------------------
     def start(
         self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, preview: int
     ) -> asyncio.Future[int]:
-        """Send ``data``; the future resolves with the final status, or fails."""
+        """Send ``data``; the future resolves with the final status, or fails (a
+        :class:`TimeoutError` when :meth:`expire` is called)."""
         transport = self.transport
         assert transport is not None
         waiter: asyncio.Future[int] = loop.create_future()
         self.waiter = waiter
-        self.timer = loop.call_at(deadline, self._expire)
+        self.deadline = deadline
         self.status = 0
         self.retry_after = None
         self.framed = False
@@ -278,7 +322,6 @@ class _Connection(asyncio.Protocol):
         self.reusable = keep_alive and not self.closed
         if not keep_alive and self.transport is not None:
             self.transport.close()
-        self._stop_timer()
         if not waiter.done():
             waiter.set_result(self.status)
 
@@ -286,24 +329,17 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         self.waiter = None
         self.reusable = False
-        self._stop_timer()
         self.abort()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def _expire(self) -> None:
-        self.timer = None
+    def expire(self) -> None:
+        """The request's deadline passed: fail it and close the connection."""
         self._fail(TimeoutError())
-
-    def _stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def abort(self) -> None:
         """Close now, dropping anything unsent (the connection's state is unknown)."""
         self.closed = True
-        self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
 
@@ -404,21 +440,29 @@ class H1Transport:
         self._pools: dict[str, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        # Requests under way, by connection: one ticker checks their deadlines (cheaper
+        # than a timer per request, which costs more than the rest of the request's Python).
+        self._busy: set[_Connection] = set()
+        self._ticker: asyncio.TimerHandle | None = None
+        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._closed = False
 
     # --- sending ---------------------------------------------------------------------------
-    async def send(self, request: WebhookRequest) -> Outcome:
-        outcome, _body = await self._send(request, 0)
-        return outcome
+    def send(self, request: WebhookRequest) -> Coroutine[Any, Any, Outcome]:
+        return self._send(request, 0, None)  # no wrapping coroutine on the hot path
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
         start = time.perf_counter()
-        outcome, body = await self._send(request, preview)
-        return Response(outcome, time.perf_counter() - start, body)
+        body: list[bytes] = []
+        outcome = await self._send(request, preview, body)
+        return Response(outcome, time.perf_counter() - start, body[0] if body else b"")
 
-    async def _send(self, request: WebhookRequest, preview: int) -> tuple[Outcome, bytes]:
+    async def _send(
+        self, request: WebhookRequest, preview: int, body_out: list[bytes] | None
+    ) -> Outcome:
+        """Deliver ``request``; with ``body_out``, append the body's first ``preview`` bytes."""
         if self._closed:
-            return connection_error_outcome(ConnectionError("transport closed")), b""
+            return connection_error_outcome(ConnectionError("transport closed"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout
         now = self._clock()
@@ -431,33 +475,49 @@ class H1Transport:
                 async with asyncio.timeout_at(deadline):
                     pool = await self._checked_pool(request.host_key, now)
                     if pool.refusal is not None:
-                        return destination_not_allowed_outcome(pool.refusal), b""
+                        return destination_not_allowed_outcome(pool.refusal)
                     conn = await self._acquire(pool, loop, now)
             except TimeoutError:
-                return timeout_outcome(request.timeout), b""
+                return timeout_outcome(request.timeout)
             except (OSError, ssl.SSLError) as exc:
-                return connection_error_outcome(exc), b""
+                return connection_error_outcome(exc)
         assert pool is not None
         pool.last_used = now
+        busy = self._busy
+        busy.add(conn)
+        if self._ticker is None:
+            self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
         try:
-            data = encode_request(request, pool.host_header)
+            data = encode_request(request, pool.host_header, self._header_blocks)
             status = await conn.start(loop, data, deadline, preview)
         except TimeoutError:
             pool.discard(conn)
-            return timeout_outcome(request.timeout), b""
+            return timeout_outcome(request.timeout)
         except (OSError, UnencodableRequestError) as exc:
             pool.discard(conn)
-            return connection_error_outcome(exc), b""
+            return connection_error_outcome(exc)
         except BaseException:
             pool.discard(conn)  # cancelled: the response may still come, so not reusable
             raise
-        body = conn.preview
+        finally:
+            busy.discard(conn)
+        if body_out is not None:
+            body_out.append(conn.preview)
         retry_after = conn.retry_after
         if conn.reusable:
             pool.release(conn, self._clock())
         else:
             pool.discard(conn)
-        return classify_status(status, retry_after), body
+        return classify_status(status, retry_after)
+
+    def _check_deadlines(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire the requests whose deadline passed; runs while any is under way."""
+        self._ticker = None
+        now = loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn.expire()
+        if self._busy and not self._closed:
+            self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
 
     # --- connections -----------------------------------------------------------------------
     async def _acquire(
@@ -561,9 +621,12 @@ class H1Transport:
     async def close(self) -> None:
         """Close every connection; safe to call twice. Later sends fail as connection errors."""
         self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for handle in (self._sweeper, self._ticker):
+            if handle is not None:
+                handle.cancel()
+        self._sweeper = self._ticker = None
+        for conn in list(self._busy):
+            conn.abort()  # their senders see a connection error
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
