@@ -21,6 +21,7 @@ from stream_wfm.kafka.config import group_consumer_config, producer_config, read
 from stream_wfm.kafka.producer import AsyncProducer
 from stream_wfm.ops.http import bound_port, build_app, start_server
 from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline import consumer as consumer_module
 from stream_wfm.pipeline.consumer import ConsumerThread
 from stream_wfm.pipeline.lanes import Dispatcher
 from stream_wfm.pipeline.processor import Pipeline
@@ -182,6 +183,8 @@ class Service:
             on_progress=self._progress,
             on_commit_result=lambda ok: self.metrics.commits.labels("ok" if ok else "error").inc(),
             on_lag=self._set_lag,
+            input_topics=frozenset((settings.agent_events_topic, settings.call_events_topic)),
+            hold_limit=consumer_module.HOLD_LIMIT_SECONDS,
         )
         pipeline.attach(consumer)
         consumer.start()

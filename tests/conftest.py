@@ -132,6 +132,8 @@ class Receiver:
     # Called per request; returns (status, headers) — default 200.
     respond: Callable[[Received], tuple[int, dict[str, str]]] = lambda _r: (200, {})
     delay: float = 0.0
+    # When set and not open, requests wait for it before being answered (and recorded).
+    gate: asyncio.Event | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def url(self, path: str = "/hook") -> str:
@@ -149,6 +151,8 @@ class Receiver:
         )
         if self.delay:
             await asyncio.sleep(self.delay)  # simulates a slow endpoint, not synchronisation
+        if self.gate is not None:
+            await self.gate.wait()
         status, headers = self.respond(rec)
         self.requests.append(rec)
         async with self._changed:

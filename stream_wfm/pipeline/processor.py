@@ -119,8 +119,6 @@ class Pipeline:
             self._trackers[tp] = PartitionTracker(*tp)
         self._update_assignment_metrics()
         self._metrics.rebalances.labels("assign").inc()
-        if self._backpressure and self._consumer is not None:
-            self._consumer.pause([tp for tp in partitions if tp[0] in self._topic_kinds])
 
     def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
         future: concurrent.futures.Future[dict[TP, int]] = concurrent.futures.Future()
@@ -483,20 +481,19 @@ class Pipeline:
 
     # --- backpressure, commits, metrics -------------------------------------------------------
     def _set_backpressure(self, on: bool) -> None:
+        """Hold the input (the consumer thread stops fetching; see ``pipeline.consumer``)."""
         self._backpressure = on
         consumer = self._consumer
         if consumer is None:
             return
-        inputs = [tp for tp in self._trackers if tp[0] in self._topic_kinds]
+        inputs = sum(1 for tp in self._trackers if tp[0] in self._topic_kinds)
         if on:
-            log.warning("backpressure: pausing input partitions", extra={"pending": self.pending})
-            consumer.pause(inputs)
-            self._metrics.paused_partitions.labels("backpressure").set(len(inputs))
+            log.warning("backpressure: input held", extra={"pending": self.pending})
+            consumer.hold_input(True)
+            self._metrics.paused_partitions.labels("backpressure").set(inputs)
         else:
-            log.info(
-                "backpressure released: resuming input partitions", extra={"pending": self.pending}
-            )
-            consumer.resume(inputs)
+            log.info("backpressure released: input flows again", extra={"pending": self.pending})
+            consumer.hold_input(False)
             self._metrics.paused_partitions.labels("backpressure").set(0)
 
     def committable_offsets(self) -> dict[TP, int]:
