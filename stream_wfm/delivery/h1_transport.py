@@ -30,8 +30,10 @@ Contract (the same tests run against every transport):
 * **Responses**: ``Content-Length``, chunked and close-delimited bodies; 1xx
   informational responses before the final one are skipped; bodies are read
   up to :data:`DRAIN_LIMIT` bytes, beyond it the connection is closed. A
-  malformed response, or a connection closed before the response is
-  complete, is a connection error.
+  malformed response, a status line and headers over :data:`MAX_HEAD_BYTES`,
+  bytes that come with no request outstanding, or a connection closed before
+  the response is complete, is a connection error (and the connection is
+  closed).
 * **Destination guard** (``allow_private_destinations=False``): the host is
   resolved with the loop's ``getaddrinfo``, refused when any address is not
   public (:func:`~stream_wfm.delivery.guard.address_refusal`), and connections
@@ -69,6 +71,8 @@ __all__ = ["DNS_TTL_SECONDS", "DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "H1Transpor
 
 #: Response bodies are read up to this size; a larger one closes the connection.
 DRAIN_LIMIT: Final = 64 * 1024
+#: A response whose status line and headers are larger than this is a protocol error.
+MAX_HEAD_BYTES: Final = 64 * 1024
 #: How long a checked resolution is trusted (as aiohttp's ``ttl_dns_cache``).
 DNS_TTL_SECONDS: Final = 60.0
 #: Idle keep-alive connections are closed after this long (aiohttp's default too).
@@ -83,6 +87,7 @@ DEADLINE_TICK_SECONDS: Final = 0.05
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
 # Characters left as they are when a non-ASCII request target is percent-encoded.
 _TARGET_SAFE: Final = "/?&=%:@!$'()*+,;~[]-._"
 
@@ -229,6 +234,8 @@ class _Connection(asyncio.Protocol):
         self.framed = False  # Content-Length or chunked: the end is not the connection's
         self.reusable = False
         self.body_size = 0
+        self.received = 0  # bytes of this response so far (head, body, chunk framing)
+        self.head_size = 0  # header names and values so far
         self.preview = b""
         self.preview_limit = 0
 
@@ -240,12 +247,21 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:
             self._fail(ProtocolError("data received with no request outstanding"))
             return
+        self.received += len(data)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade:
             self._complete(keep_alive=False)  # a 101 we did not ask for: its status is the answer
+            return
         except HttpParserError as exc:
             self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
+            return
+        if self.waiter is not None and self.received > MAX_HEAD_BYTES:
+            # Memory stays bounded whatever the server sends until the deadline.
+            if not self.status:
+                self._fail(ProtocolError(_HEAD_TOO_LARGE))  # the head has not even ended
+            elif self.received > MAX_HEAD_BYTES + DRAIN_LIMIT:
+                self._complete(keep_alive=False)  # e.g. chunk extensions without end
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -264,6 +280,7 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError("a response came with no request outstanding")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
         lower = name.lower()
         if lower == b"retry-after":
             self.retry_after = value.decode("latin-1")
@@ -273,6 +290,8 @@ class _Connection(asyncio.Protocol):
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.head_size > MAX_HEAD_BYTES:
+            raise ProtocolError(_HEAD_TOO_LARGE)  # came in one read: see data_received
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
@@ -309,6 +328,8 @@ class _Connection(asyncio.Protocol):
         self.framed = False
         self.reusable = False
         self.body_size = 0
+        self.received = 0
+        self.head_size = 0
         self.preview = b""
         self.preview_limit = preview
         transport.write(data)

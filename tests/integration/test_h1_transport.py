@@ -397,8 +397,12 @@ async def test_an_informational_response_then_a_close_is_a_connection_error(
         b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: "
+        + b"a" * (module.MAX_HEAD_BYTES + 1)
+        + b"\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 3000,
     ],
-    ids=["not-http", "bad-status", "two-lengths", "bad-chunk-size"],
+    ids=["not-http", "bad-status", "two-lengths", "bad-chunk-size", "huge-head", "endless-head"],
 )
 async def test_a_malformed_answer_is_a_connection_error_and_the_next_request_reconnects(
     make_transport: MakeTransport, garbage: bytes
