@@ -134,9 +134,12 @@ def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join([f"{form_quote(name)}={form_quote(value)}" for name, value in pairs])
 
 
-_QUOTED_NAMES: Final = {
-    name: form_quote(name) for name in (*AGENT_LOGIN_FIELDS, *AGENT_STATE_FIELDS, *CALL_FIELDS)
+#: ``name=`` as it starts each pair of the query, for every payload field name.
+_PAIR_PREFIXES: Final = {
+    name: form_quote(name) + "="
+    for name in (*AGENT_LOGIN_FIELDS, *AGENT_STATE_FIELDS, *CALL_FIELDS)
 }
+_MISSING: Final = object()
 
 
 def query_value(value: Any) -> str:
@@ -205,13 +208,7 @@ class RequestTemplate:
                 return WebhookRequest(
                     "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
                 )
-            query = "&".join(
-                [
-                    f"{_QUOTED_NAMES[name]}={form_quote(query_value(data[name]))}"
-                    for name in fields
-                    if name in data
-                ]
-            )
+            query = "&".join(self._pairs(data, fields))
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
         # The payload is never empty: account_id and event_type are in every list.
@@ -224,6 +221,22 @@ class RequestTemplate:
             self.host_key,
             event.event_id,
         )
+
+    @staticmethod
+    def _pairs(data: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+        """``name=value`` for each field the event has: :func:`form_quote` of
+        :func:`query_value`, with their common cases (a string that needs no quoting)
+        inline, as this runs for every field of every URL-encoded event."""
+        pairs = []
+        for name in fields:
+            value = data.get(name, _MISSING)
+            if value is _MISSING:
+                continue
+            text = value if type(value) is str else query_value(value)
+            if _NEEDS_QUOTING(text) is not None:
+                text = form_quote(text)
+            pairs.append(_PAIR_PREFIXES[name] + text)
+        return pairs
 
 
 def compile_template(
