@@ -15,9 +15,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from stream_wfm.delivery.h1_transport import (
+from stream_wfm.delivery.h1_wire import (
     UnencodableRequestError,
     encode_request,
+    host_header,
     request_target,
 )
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
@@ -282,3 +283,28 @@ def test_a_cached_header_block_does_not_skip_the_check_of_the_last_header() -> N
     for bad in ("e-2\r\nX-Injected: 1", "\u20ac"):
         with pytest.raises(UnencodableRequestError):
             encode_request(_request(headers=(*fixed, ("X-WFM-Event-Id", bad))), "h", blocks)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "expected"),
+    [
+        ("http", "hooks.example.test", 80, "hooks.example.test"),
+        ("https", "hooks.example.test", 443, "hooks.example.test"),
+        ("http", "hooks.example.test", 443, "hooks.example.test:443"),
+        ("https", "hooks.example.test", 8443, "hooks.example.test:8443"),
+        ("http", "203.0.113.7", 80, "203.0.113.7"),
+        ("http", "::1", 8080, "[::1]:8080"),
+        ("https", "2001:db8::1", 443, "[2001:db8::1]"),
+        ("https", "bücher.example", 443, "xn--bcher-kva.example"),
+        ("http", "bücher.example", 8080, "xn--bcher-kva.example:8080"),
+    ],
+)
+def test_host_header(scheme: str, host: str, port: int, expected: str) -> None:
+    assert host_header(scheme, host, port) == expected
+
+
+def test_a_host_with_no_idna_form_is_left_as_it_is() -> None:
+    """Such a name never resolves, so its requests end as connection errors before any
+    byte is sent; the header code must not raise on it."""
+    host = "a" * 64 + "é.example"  # a label longer than 63 characters: no IDNA form
+    assert host_header("https", host, 443) == host

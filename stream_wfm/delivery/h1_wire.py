@@ -1,0 +1,118 @@
+"""HTTP/1.1 request bytes for the h1 transport (:mod:`stream_wfm.delivery.h1_transport`).
+
+Pure functions: the request target of a URL, the ``Host`` value of a destination, and
+the request on the wire, with header names in order and as spelled. A header that
+would carry CR or LF (request smuggling) or text that is not Latin-1 raises
+:class:`UnencodableRequestError`; config validation already refuses both.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import quote
+
+from stream_wfm.delivery.request import WebhookRequest
+
+__all__ = [
+    "HEADER_BLOCK_CACHE_SIZE",
+    "UnencodableRequestError",
+    "encode_headers",
+    "encode_request",
+    "host_header",
+    "request_target",
+]
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# Characters left as they are when a non-ASCII request target is percent-encoded.
+_TARGET_SAFE: Final = "/?&=%:@!$'()*+,;~[]-._"
+
+
+class UnencodableRequestError(ValueError):
+    """A header contains CR or LF, or a header or host is not ASCII/Latin-1 (config
+    validation prevents both)."""
+
+
+def _idna(host: str) -> str:
+    """The ASCII form of an internationalized host name; ``host`` itself when it is not a
+    valid one (its requests then fail to encode: a connection error, never a crash)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def host_header(scheme: str, host: str, port: int) -> str:
+    """The ``Host`` value for ``host`` (no brackets) and ``port``: the port only when it
+    is not the scheme's default, IPv6 in brackets, an internationalized name in ASCII."""
+    bracketed = f"[{host}]" if ":" in host else host
+    ascii_host = bracketed if bracketed.isascii() else _idna(bracketed)
+    return ascii_host if port == _DEFAULT_PORTS.get(scheme) else f"{ascii_host}:{port}"
+
+
+def request_target(url: str) -> str:
+    """The origin-form request target (path and query) of an absolute http(s) URL."""
+    start = url.find("://") + 3
+    end = len(url)
+    for mark in "/?":
+        at = url.find(mark, start)
+        if 0 <= at < end:
+            end = at
+    target = url[end:]
+    if not target.startswith("/"):
+        target = "/" + target
+    if not target.isascii():
+        target = quote(target, safe=_TARGET_SAFE)
+    return target
+
+
+def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """``Name: value`` lines, in order and as spelled; raises
+    :class:`UnencodableRequestError` for CR or LF in a name or value (request smuggling,
+    which config validation should have refused) or text that is not Latin-1."""
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # Every header adds exactly one CR and one LF: any other count means one carries some.
+    if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+        raise UnencodableRequestError("a header name or value contains CR or LF")
+    try:
+        return block.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UnencodableRequestError("a header is not Latin-1 text") from None
+
+
+#: Most headers of a request come from its integration's template and repeat; the last
+#: (``X-WFM-Event-Id``) does not. Encoded blocks are kept up to this many templates.
+HEADER_BLOCK_CACHE_SIZE: Final = 4096
+
+
+def encode_request(
+    request: WebhookRequest,
+    host_header: str,
+    blocks: dict[tuple[tuple[str, str], ...], bytes] | None = None,
+) -> bytes:
+    """The request's bytes on the wire: request line, ``Host``, the request's headers in
+    order and as spelled, ``Content-Length``, the body. ``blocks`` caches the encoding of
+    all headers but the last (see :data:`HEADER_BLOCK_CACHE_SIZE`)."""
+    headers = request.headers
+    fixed = headers[:-1]
+    block = None if blocks is None else blocks.get(fixed)
+    if block is None:
+        block = encode_headers(fixed)
+        if blocks is not None:
+            if len(blocks) >= HEADER_BLOCK_CACHE_SIZE:
+                blocks.clear()
+            blocks[fixed] = block
+    body = request.body
+    line = f"{request.method} {request_target(request.url)} HTTP/1.1\r\nHost: {host_header}\r\n"
+    try:
+        line_bytes = line.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UnencodableRequestError("the host is not Latin-1 text") from None
+    return b"".join(
+        (
+            line_bytes,
+            block,
+            encode_headers(headers[-1:]),
+            b"Content-Length: %d\r\n\r\n" % len(body),
+            body,
+        )
+    )
