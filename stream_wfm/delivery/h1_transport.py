@@ -45,17 +45,22 @@ Contract (the same tests run against every transport):
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from stream_wfm.delivery.guard import address_refusal
+from stream_wfm.delivery.destinations import (
+    Resolve,
+    is_ip_literal,
+    literal_refusal,
+    resolution_refusal,
+    split_host_key,
+    system_resolve,
+)
 from stream_wfm.delivery.h1_wire import UnencodableRequestError, encode_request, host_header
 from stream_wfm.delivery.outcome import (
     Outcome,
@@ -83,9 +88,6 @@ SWEEP_INTERVAL_SECONDS: Final = 5.0
 #: this much after the request's ``timeout`` (1 s or more).
 DEADLINE_TICK_SECONDS: Final = 0.05
 
-#: ``resolve(host, port)`` → the host's addresses (default: the loop's ``getaddrinfo``).
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-
 _HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
 
 
@@ -95,39 +97,6 @@ class ProtocolError(ConnectionError):
 
 class IncompleteResponseError(ConnectionError):
     """The connection closed before the response was complete."""
-
-
-async def _getaddrinfo(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    return [str(info[4][0]) for info in infos]
-
-
-def _split_host_key(host_key: str) -> tuple[str, str, int]:
-    """``scheme://host:port`` → (scheme, host without brackets, port)."""
-    scheme, _, rest = host_key.partition("://")
-    host, _, port = rest.rpartition(":")
-    return scheme, host.strip("[]"), int(port)
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _refusal(host: str, addresses: list[str]) -> str | None:
-    """Why ``host``, resolving to ``addresses``, is refused; None when every one is public."""
-    if not addresses:
-        return f"{host} resolves to no address"
-    for address in addresses:
-        reason = address_refusal(address)
-        if reason is not None:
-            return f"{host} resolves to a {reason} address"
-    return None
 
 
 class _Connection(asyncio.Protocol):
@@ -367,7 +336,7 @@ class H1Transport:
         self._max_in_flight = max_in_flight
         self._per_host = max_in_flight_per_host
         self._allow_private = allow_private_destinations
-        self._resolve = resolve or _getaddrinfo
+        self._resolve = resolve or system_resolve
         self._clock = clock
         self._pools: dict[str, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -512,20 +481,19 @@ class H1Transport:
         """The host's pool, resolving and checking the host when new or expired."""
         pool = self._pools.get(host_key)
         if pool is None:
-            pool = self._pools[host_key] = _Pool(*_split_host_key(host_key))
+            pool = self._pools[host_key] = _Pool(*split_host_key(host_key))
         if pool.expires > now:
             return pool
         if self._allow_private:
             pool.expires = float("inf")
             return pool
-        if _is_ip_literal(pool.host):
-            reason = address_refusal(pool.host)
-            pool.refusal = None if reason is None else f"{pool.host} is a {reason} address"
+        if is_ip_literal(pool.host):
+            pool.refusal = literal_refusal(pool.host)
             pool.address = pool.host
             pool.expires = float("inf")
             return pool
         addresses = await self._resolve(pool.host, pool.port)
-        pool.refusal = _refusal(pool.host, addresses)
+        pool.refusal = resolution_refusal(pool.host, addresses)
         pool.expires = now + DNS_TTL_SECONDS
         checked = None if pool.refusal is not None else addresses[0]
         if checked != pool.address:

@@ -30,12 +30,9 @@ Same contract as :class:`~stream_wfm.delivery.aiohttp_transport.AiohttpTransport
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ipaddress
-import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -43,7 +40,14 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
 from pyreqwest.request import RequestBuilder
 
-from stream_wfm.delivery.guard import address_refusal
+from stream_wfm.delivery.destinations import (
+    Resolve,
+    is_ip_literal,
+    literal_refusal,
+    resolution_refusal,
+    split_host_key,
+    system_resolve,
+)
 from stream_wfm.delivery.outcome import (
     Outcome,
     classify_status,
@@ -61,9 +65,6 @@ DRAIN_LIMIT: Final = 64 * 1024
 #: How long a checked resolution is trusted (aiohttp's ``ttl_dns_cache`` is the same).
 DNS_TTL_SECONDS: Final = 60.0
 
-#: ``resolve(host, port)`` → the host's addresses (default: the loop's ``getaddrinfo``).
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-
 
 class _Host:
     """One destination host: its client, or why it is refused."""
@@ -77,28 +78,6 @@ class _Host:
         self.address = address
         self.expires = expires
         self.refusal = refusal
-
-
-def _split_host_key(host_key: str) -> tuple[str, str, int]:
-    """``scheme://host:port`` → (scheme, host without brackets, port)."""
-    scheme, _, rest = host_key.partition("://")
-    host, _, port = rest.rpartition(":")
-    return scheme, host.strip("[]"), int(port)
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-async def _getaddrinfo(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    return [str(info[4][0]) for info in infos]
 
 
 class PyreqwestTransport:
@@ -116,7 +95,7 @@ class PyreqwestTransport:
         self._max_in_flight = max_in_flight
         self._per_host = max_in_flight_per_host
         self._allow_private = allow_private_destinations
-        self._resolve = resolve or _getaddrinfo
+        self._resolve = resolve or system_resolve
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
         self._retired: list[Client] = []
@@ -152,10 +131,9 @@ class PyreqwestTransport:
         now = self._clock()
         if entry is not None and entry.expires > now:
             return entry
-        _scheme, host, port = _split_host_key(key)
-        if _is_ip_literal(host):
-            refusal = address_refusal(host)
-            reason = None if refusal is None else f"{host} is a {refusal} address"
+        _scheme, host, port = split_host_key(key)
+        if is_ip_literal(host):
+            reason = literal_refusal(host)
             if entry is None:
                 client = None if reason is not None else self._build(None)
                 entry = self._hosts[key] = _Host(client, host, float("inf"), reason)
@@ -176,12 +154,9 @@ class PyreqwestTransport:
 
     def _check(self, host: str, addresses: Sequence[str], now: float) -> _Host:
         expires = now + DNS_TTL_SECONDS
-        if not addresses:
-            return _Host(None, None, expires, f"{host} resolves to no address")
-        for address in addresses:
-            refusal = address_refusal(address)
-            if refusal is not None:
-                return _Host(None, None, expires, f"{host} resolves to a {refusal} address")
+        refusal = resolution_refusal(host, addresses)
+        if refusal is not None:
+            return _Host(None, None, expires, refusal)
         return _Host(None, addresses[0], expires, None)
 
     def _timeout(self, seconds: float) -> timedelta:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import pytest
 
+from stream_wfm.delivery import destinations
 from stream_wfm.delivery import h1_transport as module
 from stream_wfm.delivery.h1_transport import DRAIN_LIMIT, IDLE_TIMEOUT_SECONDS, H1Transport
 from stream_wfm.delivery.outcome import Outcome, OutcomeKind
@@ -200,7 +201,7 @@ async def make_transport() -> AsyncIterator[Callable[..., H1Transport]]:
         per_host: int = 4,
         *,
         allow_private_destinations: bool = True,
-        resolve: module.Resolve | None = None,
+        resolve: destinations.Resolve | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> H1Transport:
         transport = H1Transport(
@@ -616,7 +617,7 @@ async def test_connects_to_the_checked_address_and_keeps_the_name(
     monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
 ) -> None:
     # Treat loopback as public for this test only, so a checked name can be followed here.
-    monkeypatch.setattr(module, "address_refusal", lambda ip: None)
+    monkeypatch.setattr(destinations, "address_refusal", lambda ip: None)
     answers = {"hooks.example.test": ["127.0.0.1"]}
     asked: list[str] = []
     now = [1000.0]
@@ -660,7 +661,7 @@ async def test_connects_to_the_checked_address_and_keeps_the_name(
 async def test_a_connection_busy_when_the_address_changes_is_retired(
     monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
 ) -> None:
-    monkeypatch.setattr(module, "address_refusal", lambda ip: None)
+    monkeypatch.setattr(destinations, "address_refusal", lambda ip: None)
     answers = ["127.0.0.1"]
     now = [1000.0]
 
@@ -697,7 +698,9 @@ async def test_a_name_that_now_resolves_to_a_refused_address_is_refused(
     monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
 ) -> None:
     refused = {"127.0.0.2"}
-    monkeypatch.setattr(module, "address_refusal", lambda ip: "private" if ip in refused else None)
+    monkeypatch.setattr(
+        destinations, "address_refusal", lambda ip: "private" if ip in refused else None
+    )
     answers = ["127.0.0.1"]
     now = [1000.0]
 

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from stream_wfm.delivery import destinations
 from stream_wfm.delivery.outcome import OutcomeKind
 from stream_wfm.delivery.request import (
     DEFAULT_USER_AGENT,
@@ -532,7 +533,7 @@ async def test_pyreqwest_connects_to_the_checked_address_and_keeps_the_name(
     from stream_wfm.delivery import pyreqwest_transport as module
 
     # Treat loopback as public for this test only, so a checked name can be followed here.
-    monkeypatch.setattr(module, "address_refusal", lambda ip: None)
+    monkeypatch.setattr(destinations, "address_refusal", lambda ip: None)
     first: Receiver = await receiver_factory(host="127.0.0.1")
     second: Receiver = await receiver_factory(host="127.0.0.2", port=0)
     answers = {"hooks.example.test": ["127.0.0.1"]}
@@ -564,7 +565,7 @@ async def test_pyreqwest_connects_to_the_checked_address_and_keeps_the_name(
         assert (await transport.send(_request(url2))).kind is OutcomeKind.DELIVERED
         assert len(second.requests) == 1
         # A name that now resolves to a refused address is refused, before any connection.
-        monkeypatch.setattr(module, "address_refusal", lambda ip: "loopback")
+        monkeypatch.setattr(destinations, "address_refusal", lambda ip: "loopback")
         now[0] += module.DNS_TTL_SECONDS + 1
         refused = await transport.send(_request(url))
         assert refused.reason == "destination_not_allowed"

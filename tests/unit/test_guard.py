@@ -6,6 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream_wfm.delivery.destinations import (
+    is_ip_literal,
+    literal_refusal,
+    resolution_refusal,
+    split_host_key,
+)
 from stream_wfm.delivery.guard import REFUSAL_REASONS, address_refusal
 
 
@@ -80,3 +86,40 @@ def test_any_address_gets_a_known_reason_or_none(ip: object) -> None:
 @given(st.ip_addresses(v=4))
 def test_ipv4_mapped_is_judged_like_ipv4(ip: object) -> None:
     assert address_refusal(f"::ffff:{ip}") == address_refusal(str(ip))
+
+
+# --- destinations: what the resolving transports (h1, pyreqwest) build on ---------------------
+@pytest.mark.parametrize(
+    ("host_key", "parts"),
+    [
+        ("http://hooks.example.test:80", ("http", "hooks.example.test", 80)),
+        ("https://8.8.8.8:8443", ("https", "8.8.8.8", 8443)),
+        ("https://[2001:db8::1]:443", ("https", "2001:db8::1", 443)),
+    ],
+)
+def test_split_host_key(host_key: str, parts: tuple[str, str, int]) -> None:
+    assert split_host_key(host_key) == parts
+
+
+@pytest.mark.parametrize(
+    ("addresses", "refusal"),
+    [
+        (["8.8.8.8"], None),
+        (["8.8.8.8", "2606:4700:4700::1111"], None),
+        (["8.8.8.8", "10.1.2.3"], "h resolves to a private address"),
+        (["2606:4700:4700::1111", "::1"], "h resolves to a loopback address"),
+        ([], "h resolves to no address"),
+    ],
+)
+def test_resolution_refusal_needs_every_address_public(
+    addresses: list[str], refusal: str | None
+) -> None:
+    assert resolution_refusal("h", addresses) == refusal
+
+
+def test_literal_refusal() -> None:
+    assert literal_refusal("8.8.8.8") is None
+    assert literal_refusal("127.0.0.1") == "127.0.0.1 is a loopback address"
+    assert is_ip_literal("::1")
+    assert is_ip_literal("10.0.0.1")
+    assert not is_ip_literal("a.test")
