@@ -96,7 +96,7 @@ class Pipeline:
             k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind
         }
         self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
-        self._attempts: dict[tuple[str, str, str], Any] = {}
+        self._attempts: dict[tuple[EventKind, OutcomeKind, str], Any] = {}
         self._filtered: dict[str, Any] = {}
         self._filtered_counts: dict[str, int] = {}  # this batch's, flushed by on_batch
         self._dropped: dict[str, Any] = {}
@@ -341,24 +341,16 @@ class Pipeline:
         attempt: the event keeps its attempt number, so deferring never dead-letters it."""
         work: Work = job.context
         outcome = backlog_outcome(self._dispatcher.host_backlog(job.request.host_key))
-        key = (work.kind.value, outcome.kind.value, outcome.status_class)
-        child = self._attempts.get(key)
-        if child is None:
-            child = self._attempts[key] = self._metrics.deliveries.labels(*key)
-        child.inc()
+        self._count_attempt(work.kind, outcome)
         self._settle(work, lambda: self._router.retry(work, outcome, job.attempt - 1))
 
     def _on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         work: Work = job.context
         event = work.event
         assert event is not None
-        kind = event.kind.value
+        kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
         self._duration[kind].observe(elapsed)
-        key = (kind, outcome.kind.value, outcome.status_class)
-        child = self._attempts.get(key)
-        if child is None:
-            child = self._attempts[key] = self._metrics.deliveries.labels(*key)
-        child.inc()
+        self._count_attempt(kind, outcome)
         if outcome.kind is OutcomeKind.DELIVERED:
             ts = work.source.timestamp_ms
             if ts is not None:
@@ -381,6 +373,16 @@ class Pipeline:
         self._settle(
             work, lambda: self._router.after_failure(work, outcome, job.attempt, max_retries)
         )
+
+    def _count_attempt(self, kind: EventKind, outcome: Outcome) -> None:
+        """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's
+        ``.value`` is a descriptor call: the StrEnum members themselves are the keys)."""
+        key = (kind, outcome.kind, outcome.status_class)
+        child = self._attempts.get(key)
+        if child is None:
+            labels = (kind.value, outcome.kind.value, outcome.status_class)
+            child = self._attempts[key] = self._metrics.deliveries.labels(*labels)
+        child.inc()
 
     # --- finishing --------------------------------------------------------------------------
     def _dead_letter(
