@@ -380,7 +380,9 @@ class H1Transport:
                     conn = await self._acquire(pool, loop, now)
             except TimeoutError:
                 return timeout_outcome(request.timeout)
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ValueError) as exc:
+                # OSError: resolution, refused, reset, TLS (ssl.SSLError). ValueError: a
+                # name the resolver cannot encode (e.g. a label over 63 characters).
                 return connection_error_outcome(exc)
         assert pool is not None
         pool.last_used = now
@@ -530,8 +532,8 @@ class H1Transport:
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
-            pool.close_idle()
-            for waiter in pool.waiters:
+            for waiter in pool.waiters:  # first, so that no freed slot goes to one of them
                 if not waiter.done():
                     waiter.set_exception(ConnectionError("transport closed"))
             pool.waiters.clear()
+            pool.close_idle()

@@ -8,7 +8,8 @@ Rules beyond the field types and ranges of SPEC §3:
 
 * ``account_id``: 1 to 64 characters, no whitespace or control characters.
 * URLs (``agent_event_url``, ``call_event_url``): absolute ``http`` or
-  ``https`` URLs with a host, at most 2048 characters, no whitespace or
+  ``https`` URLs with a host resolvers accept (IDNA: no empty label, none over
+  63 characters), at most 2048 characters, no whitespace or
   control characters, a valid port if any. A URL with a user name or
   password (``https://user:pw@host``) is refused: URLs show up in logs and
   on the console, credentials belong in a header. A URL with a fragment
@@ -102,6 +103,10 @@ def _check_url(url: str) -> str:
         raise _Invalid(_NOT_URL) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _Invalid(_NOT_URL)
+    try:
+        parts.hostname.encode("idna")  # what resolvers do with it: e.g. labels ≤ 63 chars
+    except UnicodeError:
+        raise _Invalid("has an invalid host name") from None
     try:
         port = parts.port
     except ValueError:

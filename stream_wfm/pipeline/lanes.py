@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from stream_wfm.delivery.outcome import Outcome, OutcomeKind
+from stream_wfm.delivery.outcome import Outcome, OutcomeKind, connection_error_outcome
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Transport
 
@@ -156,6 +156,13 @@ class Dispatcher:
                 start = clock()
                 try:
                     outcome = await send(job.request)
+                except Exception as exc:
+                    # Transports never raise for I/O; anything else is a bug, and the event
+                    # must still reach the retry tier rather than vanish with this lane.
+                    log.exception(
+                        "transport failed unexpectedly", extra={"event_id": job.request.event_id}
+                    )
+                    outcome = connection_error_outcome(exc)
                 finally:
                     self._release_slot()
                 end = clock()

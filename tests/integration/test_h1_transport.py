@@ -753,6 +753,17 @@ async def test_an_unresolvable_name_is_a_connection_error(make_transport: MakeTr
     assert asked == ["nowhere.example.test"] * 2  # a failure is not cached as an answer
 
 
+@pytest.mark.parametrize("allow_private", [True, False], ids=["connect-by-name", "guard"])
+async def test_a_name_no_resolver_can_encode_is_a_connection_error(
+    make_transport: MakeTransport, allow_private: bool
+) -> None:
+    """A DNS label over 63 characters makes the resolver raise UnicodeError (a ValueError),
+    not OSError: still an outcome, never an exception out of send()."""
+    transport = make_transport(allow_private_destinations=allow_private)
+    outcome = await transport.send(_request(f"http://{'a' * 64}.example.test/hook"))
+    assert _is_connection_error(outcome), outcome
+
+
 async def test_a_hanging_resolver_ends_within_the_request_timeout(
     make_transport: MakeTransport,
 ) -> None:

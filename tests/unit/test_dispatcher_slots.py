@@ -170,3 +170,31 @@ async def test_the_bulkhead_sheds_a_host_only_when_it_stops_delivering() -> None
     assert [job.request.event_id for job in shed] == ["e22", "e20"]  # 3 kept
     assert dispatcher.host_backlog("http://h:80") == 3
     await dispatcher.cancel()
+
+
+class BrokenTransport(GatedTransport):
+    """Raises for one event id (a transport bug), answers 200 at once for the others."""
+
+    async def send(self, request: WebhookRequest) -> Outcome:
+        if request.event_id == "e1":
+            raise RuntimeError("bug")
+        return OK
+
+
+async def test_a_transport_that_raises_gives_a_retryable_outcome_and_the_lane_goes_on() -> None:
+    outcomes: dict[str, Outcome] = {}
+    dispatcher = Dispatcher(
+        BrokenTransport(),
+        lambda job, outcome, _elapsed: outcomes.__setitem__(job.request.event_id, outcome),
+        lanes_per_host=1,  # one lane: e2 runs only if the lane survived e1
+        max_in_flight=4,
+        clock=lambda: 0.0,
+    )
+    for n in (1, 2):
+        dispatcher.submit(_job(n))
+    assert await dispatcher.drain(5.0)
+    assert outcomes["e1"].retriable
+    assert outcomes["e1"].status_class == "connection_error"
+    assert outcomes["e1"].error == "connection error: RuntimeError: bug"
+    assert outcomes["e2"] == OK
+    assert dispatcher.in_flight == 0

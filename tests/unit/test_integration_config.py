@@ -188,6 +188,12 @@ def test_header_value_may_be_empty_or_hold_tabs_and_spaces() -> None:
         (with_fields(call_event_url="https://u:p@h.example/"), "call_event_url", "password"),
         (with_fields(call_event_url="https://h.example:99999/"), "call_event_url", "port"),
         (with_fields(call_event_url="https://h.example:0/"), "call_event_url", "port"),
+        (
+            with_fields(call_event_url=f"https://{'a' * 64}.example/"),
+            "call_event_url",
+            "invalid host name",
+        ),
+        (with_fields(call_event_url="https://a..example/"), "call_event_url", "invalid host name"),
         (with_fields(call_event_url="https://h.example/" + "a" * 2048), "call_event_url", "2048"),
         (with_fields(call_event_url=5), "call_event_url", "string or null"),
         (with_fields(max_retries=11), "max_retries", "from 0 to 10"),
