@@ -16,7 +16,10 @@ Contract (the same tests run against every transport):
   of at most ``max_in_flight_per_host`` connections, one request at a time on
   each (no pipelining). Idle connections are closed after
   :data:`IDLE_TIMEOUT_SECONDS`; a connection is reused only after a complete
-  response that allows keep-alive. The overall limit is the dispatcher's.
+  response that allows keep-alive. At most ``max_in_flight`` connections are
+  open over all hosts (as aiohttp's connector ``limit``): opening one more
+  first closes the longest-idle connection, so many destination hosts cannot
+  use up file descriptors. Requests in flight are bounded by the dispatcher.
 * **Requests** go out exactly as built: header names keep their case, in
   order, after ``Host``; ``Content-Length`` always (``0`` for an empty body).
   A header that would contain CR or LF is refused (config validation already
@@ -446,11 +449,26 @@ class H1Transport:
             # A slot was freed for us (pool.open already counts it): connect below.
         else:
             pool.open += 1
+        self._evict_idle()
         try:
             return await self._connect(pool, loop)
         except BaseException:
             pool.free_slot()  # the next waiter, if any, tries with it
             raise
+
+    def _evict_idle(self) -> None:
+        """Before a new connection: close the longest-idle ones while more than
+        ``max_in_flight`` are open over all hosts (the new one already counted)."""
+        pools = self._pools.values()
+        excess = sum(pool.open for pool in pools) - self._max_in_flight
+        while excess > 0:
+            idle = [(c.idle_since, id(c), c, p) for p in pools for c in p.idle]
+            if not idle:
+                return  # every open connection is busy: the dispatcher bounds those
+            _since, _id, oldest, pool = min(idle)
+            pool.idle.remove(oldest)
+            pool.discard(oldest)
+            excess -= 1
 
     def _give_back(self, pool: _Pool, handed: _Connection | None) -> None:
         """A waiter was cancelled after being handed a connection or a slot: pass it on."""

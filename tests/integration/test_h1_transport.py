@@ -237,6 +237,31 @@ def _waiting_for_a_slot(transport: H1Transport, url: str) -> int:
 
 
 # --- connection reuse --------------------------------------------------------------------------
+async def test_open_connections_over_all_hosts_stay_within_max_in_flight() -> None:
+    """Opening a connection beyond ``max_in_flight`` (over all hosts) first closes the
+    longest-idle one, so many destination hosts cannot use up file descriptors."""
+    transport = H1Transport(
+        max_in_flight=2, max_in_flight_per_host=2, allow_private_destinations=True
+    )
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            a, b, c = [await stack.enter_async_context(scripted_server()) for _ in range(3)]
+            for srv in (a, b, c, b):
+                assert (await transport.send(_request(srv.url()))).kind is OutcomeKind.DELIVERED
+            # A's connection was idle longest when C needed one: closed, B's kept.
+            await wait_until(lambda: a.client_closed == [0], QUICK, "A's connection closed")
+            assert b.client_closed == []
+            assert (a.accepted, b.accepted, c.accepted) == (1, 1, 1)
+            assert b.connections() == [0, 0]
+            # Back to A: a new connection, and C's goes (B's was used after C's).
+            assert (await transport.send(_request(a.url()))).kind is OutcomeKind.DELIVERED
+            await wait_until(lambda: c.client_closed == [0], QUICK, "C's connection closed")
+            assert a.accepted == 2
+            assert b.client_closed == []
+    finally:
+        await transport.close()
+
+
 async def test_sequential_requests_to_one_host_share_one_connection(
     make_transport: MakeTransport,
 ) -> None:
