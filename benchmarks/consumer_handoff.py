@@ -23,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from stream_wfm.bench.workload import produce_events
+from stream_wfm.bench.workload import isolated_settings, produce_events
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.config import group_consumer_config
 from stream_wfm.kafka.embedded import EmbeddedBroker
@@ -93,14 +93,9 @@ def main() -> None:
     import uvloop
 
     with EmbeddedBroker() as broker:
-        tag = uuid.uuid4().hex[:8]
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers,
-            agent_events_topic=f"handoff-{tag}",
-            call_events_topic=f"handoff-{tag}-call",
-            retry_topic_prefix=f"handoff-{tag}-retry",
-            dlq_topic=f"handoff-{tag}-dlq",
-            config_topic=f"handoff-{tag}-config",
+        settings = isolated_settings(
+            broker.bootstrap_servers,
+            f"handoff-{uuid.uuid4().hex[:8]}",
             topic_partitions=6,
             kafka={"session.timeout.ms": "2000", "heartbeat.interval.ms": "300"},
         )

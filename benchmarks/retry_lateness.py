@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from stream_wfm.bench.workload import isolated_settings
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.integrations.writer import ConfigWriter
 from stream_wfm.kafka.admin import create_topics
@@ -32,7 +33,6 @@ from stream_wfm.kafka.config import producer_config
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.retry.records import decode_retry_record
 from stream_wfm.service import Service
-from stream_wfm.settings import Settings
 
 
 def read_all(bootstrap: str, topic: str) -> list[Any]:
@@ -87,15 +87,9 @@ async def run(events: int, backoff: str, agents: int) -> dict[str, Any]:
     port = runner.addresses[0][1]
 
     with EmbeddedBroker() as broker:
-        tag = uuid.uuid4().hex[:8]
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers,
-            group_id=f"lateness-{tag}",
-            agent_events_topic=f"agent-{tag}",
-            call_events_topic=f"call-{tag}",
-            config_topic=f"config-{tag}",
-            retry_topic_prefix=f"retry-{tag}",
-            dlq_topic=f"dlq-{tag}",
+        settings = isolated_settings(
+            broker.bootstrap_servers,
+            f"lateness-{uuid.uuid4().hex[:8]}",
             retry_backoff=backoff,
             topic_partitions=6,
             allow_private_destinations=True,

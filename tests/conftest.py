@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Producer
 
+from stream_wfm.bench.workload import isolated_settings
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
@@ -31,15 +32,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 def unique_settings(bootstrap_servers: str, **overrides: Any) -> Settings:
     """Settings for a test: unique topic names and group id, short retry tiers, loopback
     destinations allowed, a fast group join. The topics are not created."""
-    tag = uuid.uuid4().hex[:8]
     values: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
-        "group_id": f"g-{tag}",
-        "agent_events_topic": f"agent-{tag}",
-        "call_events_topic": f"call-{tag}",
-        "config_topic": f"config-{tag}",
-        "retry_topic_prefix": f"retry-{tag}",
-        "dlq_topic": f"dlq-{tag}",
         "retry_backoff": "1s,2s",
         "topic_partitions": 4,
         "allow_private_destinations": True,
@@ -49,7 +42,7 @@ def unique_settings(bootstrap_servers: str, **overrides: Any) -> Settings:
         "kafka": dict(TEST_KAFKA),
     }
     values.update(overrides)
-    return Settings(**values)
+    return isolated_settings(bootstrap_servers, f"t-{uuid.uuid4().hex[:8]}", **values)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from stream_wfm.bench.workload import (
     ACCOUNT_ID,
     RateProducer,
     integration,
+    isolated_settings,
     produce_events,
     write_integrations,
 )
@@ -148,17 +149,10 @@ class Bench:
         return self.broker.bootstrap_servers
 
     def _settings(self, run: str, agent_topic: str) -> Settings:
-        tag = f"{self.tag}-{run}"
-        return Settings(
-            bootstrap_servers=self.bootstrap,
-            group_id=f"bench-{tag}",
-            agent_events_topic=agent_topic,
-            call_events_topic=f"bench-{tag}-call",
-            config_topic=f"bench-{tag}-config",
-            retry_topic_prefix=f"bench-{tag}-retry",
-            dlq_topic=f"bench-{tag}-dlq",
+        return isolated_settings(
+            self.bootstrap, f"bench-{self.tag}-{run}", agent_events_topic=agent_topic,
             topic_partitions=PARTITIONS,
-        )
+        )  # fmt: skip
 
     def _env(self, s: Settings) -> dict[str, str]:
         env = {

@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import validate_config
+from stream_wfm.settings import Settings
 
 ACCOUNT_ID: Final = "15300002"
 AGENTS: Final = 2000
@@ -209,3 +210,21 @@ def sample_request_parts(url: str, fmt: str) -> tuple[str, list[tuple[str, str]]
     request = template.build(event)
     headers = [(k, v) for k, v in request.headers if k != "X-WFM-Event-Id"]
     return request.url, headers, request.body
+
+
+def isolated_settings(bootstrap_servers: str, name: str, **overrides: Any) -> Settings:
+    """Settings whose consumer group and topics all carry ``name``, so runs sharing one
+    broker (bench runs, tests, benchmark scripts) never meet: group ``name``, topics
+    ``{name}-agent``, ``-call``, ``-config``, ``-retry`` (prefix) and ``-dlq``.
+    ``overrides`` are further settings (or replace these)."""
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "group_id": name,
+        "agent_events_topic": f"{name}-agent",
+        "call_events_topic": f"{name}-call",
+        "config_topic": f"{name}-config",
+        "retry_topic_prefix": f"{name}-retry",
+        "dlq_topic": f"{name}-dlq",
+        **overrides,
+    }
+    return Settings(**values)
