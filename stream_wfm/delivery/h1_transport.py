@@ -106,7 +106,6 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, the response parsed as it comes."""
 
     def __init__(self, pool: _Pool) -> None:
-        self.pool = pool
         self.generation = pool.generation
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)

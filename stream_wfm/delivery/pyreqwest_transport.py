@@ -92,7 +92,7 @@ class PyreqwestTransport:
         resolve: Resolve | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._max_in_flight = max_in_flight
+        del max_in_flight  # the dispatcher bounds requests overall; clients are per host
         self._per_host = max_in_flight_per_host
         self._allow_private = allow_private_destinations
         self._resolve = resolve or system_resolve
