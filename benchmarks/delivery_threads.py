@@ -19,11 +19,12 @@ import argparse
 import asyncio
 import hashlib
 import os
-import resource
 import time
 from typing import Any
 
+from stream_wfm.bench.rawpost import process_cpu_seconds
 from stream_wfm.bench.receiver import ReceiverProcess
+from stream_wfm.bench.service_proc import thread_cpu_seconds
 from stream_wfm.bench.workload import ACCOUNT_ID, agent_event, integration
 from stream_wfm.delivery.outcome import Outcome
 from stream_wfm.delivery.request import compile_template
@@ -35,27 +36,6 @@ from stream_wfm.pipeline.lanes import Dispatcher, Job
 BATCH = 1_000
 QUEUED_LIMIT = 16_000  # the service keeps about this many events in its lanes under load
 SHA_BYTES_PER_US = 1_750  # hashlib.sha256 on these machines: ~20 us for 35 kB
-
-
-def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread (``tid name``) of this process, from /proc."""
-    out: dict[str, float] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                raw = f.read()
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        out[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
 
 
 def _burner(kind: str, micros: float) -> Any:
@@ -97,6 +77,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         transport, on_outcome, lanes_per_host=512, max_in_flight=args.concurrency,
         clock=time.monotonic,
     )  # fmt: skip
+    pid = os.getpid()
     burn = _burner(args.work_kind, args.work_us) if args.work_us > 0 else None
     stop = asyncio.Event()
     fed = 0
@@ -116,9 +97,19 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
     feed()
     await asyncio.sleep(args.warmup)
-    n0, cpu0, threads0, t0 = done, _process_cpu(), _thread_cpu(), time.perf_counter()
+    n0, cpu0, threads0, t0 = (
+        done,
+        process_cpu_seconds(),
+        thread_cpu_seconds(pid),
+        time.perf_counter(),
+    )
     await asyncio.sleep(args.duration)
-    n1, cpu1, threads1, t1 = done, _process_cpu(), _thread_cpu(), time.perf_counter()
+    n1, cpu1, threads1, t1 = (
+        done,
+        process_cpu_seconds(),
+        thread_cpu_seconds(pid),
+        time.perf_counter(),
+    )
     stop.set()
     await dispatcher.cancel()
     await transport.close()

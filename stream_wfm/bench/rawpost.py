@@ -28,7 +28,8 @@ CLIENTS = TRANSPORT_NAMES
 Post = Callable[[int], Awaitable[bool]]
 
 
-def _cpu() -> float:
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (every thread)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -137,9 +138,9 @@ async def run(
 
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
     await asyncio.sleep(warmup)
-    n0, c0, t0 = done, _cpu(), time.perf_counter()
+    n0, c0, t0 = done, process_cpu_seconds(), time.perf_counter()
     await asyncio.sleep(duration)
-    n1, c1, t1 = done, _cpu(), time.perf_counter()
+    n1, c1, t1 = done, process_cpu_seconds(), time.perf_counter()
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
     await close()

@@ -25,11 +25,28 @@ from types import TracebackType
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (every thread), from /proc."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds from a ``/proc`` ``stat`` file (process or thread)."""
+    raw = stat.read_text()
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (every thread), from /proc."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of each thread of process ``pid`` (``"tid name"``)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            out[f"{task.name} {name}"] = _stat_cpu_seconds(task / "stat")
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
 
 
 def rss_bytes(pid: int) -> int:
