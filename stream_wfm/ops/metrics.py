@@ -136,7 +136,8 @@ class Metrics:
         )
         self.paused_partitions = Gauge(
             f"{p}_paused_partitions",
-            "Partitions paused (waiting retries or backpressure).",
+            "Partitions not fetched: retry partitions waiting to be due, or input partitions "
+            "held or paused by backpressure.",
             ["reason"],
             registry=registry,
         )
