@@ -52,9 +52,7 @@ def _key_in_lane(lane: int) -> str:
     """An order key the dispatcher puts in ``lane`` of ``LANES``: string hashes change
     with every process (PYTHONHASHSEED), and two jobs sharing a lane run one after the
     other, which is not what the slot tests are about."""
-    return next(
-        key for i in itertools.count() if hash(key := f"agent-{lane}-{i}") % LANES == lane
-    )
+    return next(key for i in itertools.count() if hash(key := f"agent-{lane}-{i}") % LANES == lane)
 
 
 def _job(n: int, host: str = "http://h:80") -> Job:
