@@ -32,7 +32,9 @@ __all__ = [
     "Event",
     "EventKind",
     "InvalidEventError",
+    "complete_event",
     "decode_event",
+    "parse_event",
     "payload_fields",
 ]
 
@@ -145,6 +147,13 @@ class Event:
     order_key: str
 
 
+#: What :func:`parse_event` checks, by kind: fields that must be non-empty strings.
+_REQUIRED: dict[EventKind, tuple[str, ...]] = {
+    EventKind.AGENT: ("account_id", "event_type", "agent_id"),
+    EventKind.CALL: ("account_id", "event_type", "call_id"),
+}
+
+
 def _required(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if type(value) is str and value:
@@ -157,13 +166,24 @@ def _required(data: dict[str, Any], name: str) -> str:
 def decode_event(
     value: bytes | None, kind: EventKind, fallback_event_id: str | tuple[str, int, int]
 ) -> Event:
-    """Decode one input record's value into an :class:`Event`.
+    """Decode one input record's value into an :class:`Event`:
+    :func:`parse_event` then :func:`complete_event`.
 
     ``fallback_event_id`` is used when the event has no usable ``event_id``: a
     usable one is a string of 1 to 200 printable ASCII characters without
     leading or trailing spaces (it is sent as a header). Given as the record's
     ``(topic, partition, offset)``, it becomes ``"topic:partition:offset"`` only
     when needed. Raises :class:`InvalidEventError` and nothing else.
+    """
+    return complete_event(parse_event(value, kind), kind, fallback_event_id)
+
+
+def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
+    """The record's JSON object, its required fields checked: ``account_id`` and
+    ``event_type``, and ``agent_id`` (agent events) or ``call_id`` (call events), each a
+    non-empty string. Enough to route the event
+    (:func:`stream_wfm.routing.decide_fields`), so the service completes an
+    :class:`Event` only for events it sends. Raises :class:`InvalidEventError`.
     """
     if not value:
         raise InvalidEventError("empty value")
@@ -174,12 +194,20 @@ def decode_event(
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
     # The common case inline; _required explains what is wrong.
-    account_id = data.get("account_id")
-    if type(account_id) is not str or not account_id:
-        account_id = _required(data, "account_id")
-    event_type = data.get("event_type")
-    if type(event_type) is not str or not event_type:
-        event_type = _required(data, "event_type")
+    for name in _REQUIRED[kind]:
+        field = data.get(name)
+        if type(field) is not str or not field:
+            _required(data, name)
+    return data
+
+
+def complete_event(
+    data: dict[str, Any], kind: EventKind, fallback_event_id: str | tuple[str, int, int]
+) -> Event:
+    """The :class:`Event` of a record's object that :func:`parse_event` accepted (see
+    :func:`decode_event` for ``fallback_event_id``)."""
+    account_id: str = data["account_id"]
+    event_type: str = data["event_type"]
     raw_id = data.get("event_id")
     if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id):
         event_id = raw_id
@@ -187,20 +215,19 @@ def decode_event(
         event_id = fallback_event_id
     else:
         event_id = "{}:{}:{}".format(*fallback_event_id)
+    raw_agent = data.get("agent_id")
+    agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
     if kind is EventKind.AGENT:
-        agent_id = data.get("agent_id")
-        if type(agent_id) is not str or not agent_id:
-            agent_id = _required(data, "agent_id")
+        assert agent_id is not None
         return Event(
             kind, account_id, event_type, agent_id, None, event_id, data,
             f"{account_id}:{agent_id}",
         )  # fmt: skip
-    call_id = _required(data, "call_id")
-    raw_agent = data.get("agent_id")
-    if type(raw_agent) is str and raw_agent:
+    call_id: str = data["call_id"]
+    if agent_id is not None:
         return Event(
-            kind, account_id, event_type, raw_agent, call_id, event_id, data,
-            f"{account_id}:{raw_agent}",
+            kind, account_id, event_type, agent_id, call_id, event_id, data,
+            f"{account_id}:{agent_id}",
         )  # fmt: skip
     return Event(
         kind, account_id, event_type, None, call_id, event_id, data,

@@ -15,7 +15,14 @@ from typing import Any, Final, Protocol
 
 from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
 
-__all__ = ["DEFAULT_STATES", "FILTER_REASONS", "Selection", "decide", "is_default_state_event"]
+__all__ = [
+    "DEFAULT_STATES",
+    "FILTER_REASONS",
+    "Selection",
+    "decide",
+    "decide_fields",
+    "is_default_state_event",
+]
 
 
 class Selection(Protocol):
@@ -108,23 +115,30 @@ def _default_state_event(event_type: str, aux: str | None) -> bool:
 
 def decide(event: Event, cfg: Selection | None) -> str | None:
     """``None``: send ``event``; otherwise the filter reason (SPEC §4)."""
+    return decide_fields(event.kind, event.data, cfg)
+
+
+def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) -> str | None:
+    """:func:`decide` for an event's JSON object that
+    :func:`~stream_wfm.events.parse_event` accepted, before it becomes an
+    :class:`~stream_wfm.events.Event` (the service makes one only for events it sends)."""
     if cfg is None:
         return "no_integration"
     if not cfg.enabled:
         return "disabled"
-    if event.kind is EventKind.CALL:
+    if kind is EventKind.CALL:
         if not cfg.has_call_url:
             return "no_url"
         return None if cfg.end_call_events else "end_call_not_selected"
     if not cfg.has_agent_url:
         return "no_url"
-    event_type = event.event_type
+    event_type: str = data["event_type"]
     if event_type == LOGIN:
         return None if cfg.agent_login_events else "login_not_selected"
     if event_type == LOGOUT:
         return None if cfg.agent_logout_events else "logout_not_selected"
     if cfg.send_all_agent_states:
         return None
-    if is_default_state_event(event_type, event.data.get("event_aux_type")):
+    if is_default_state_event(event_type, data.get("event_aux_type")):
         return None if cfg.agent_states else "state_not_selected"
     return "custom_state_not_selected"

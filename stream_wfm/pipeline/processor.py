@@ -24,7 +24,13 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from stream_wfm.delivery.outcome import Outcome, OutcomeKind, backlog_outcome
 from stream_wfm.delivery.request import UnformattableEventError
-from stream_wfm.events import EventKind, InvalidEventError, decode_event
+from stream_wfm.events import (
+    EventKind,
+    InvalidEventError,
+    complete_event,
+    decode_event,
+    parse_event,
+)
 from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.consumer import TP, Command, ConsumerThread
@@ -38,7 +44,7 @@ from stream_wfm.retry.records import (
     decode_retry_record,
 )
 from stream_wfm.retry.router import FailureRouter
-from stream_wfm.routing import decide
+from stream_wfm.routing import decide, decide_fields
 
 log = logging.getLogger(__name__)
 
@@ -195,27 +201,27 @@ class Pipeline:
     def _process_input(
         self, msg: Message, tracker: PartitionTracker, offset: int, kind: EventKind
     ) -> None:
-        topic = tracker.topic
         try:
-            event = decode_event(msg.value(), kind, (topic, tracker.partition, offset))
+            data = parse_event(msg.value(), kind)
         except InvalidEventError as exc:
             tracker.add(offset)
             self.pending += 1
-            self._invalid[topic].inc()
+            self._invalid[tracker.topic].inc()
             work = Work(tracker, offset, self._source(msg, tracker, offset), kind, None, 0)
             self._dead_letter(work, "invalid_event", exc.detail, 0, None, None)
             return
-        entry = self._store.get(event.account_id)
-        reason = decide(event, entry)
+        entry = self._store.get(data["account_id"])
+        reason = decide_fields(kind, data, entry)
         if reason is not None:
-            # Filtered out: finished at once and counted per batch (see on_batch); no work
-            # object, source copy or pending count is made for it.
+            # Filtered out: finished at once and counted per batch (see on_batch); no event,
+            # work object, source copy or pending count is made for it.
             self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
             tracker.skip(offset)
             return
         assert entry is not None
         tracker.add(offset)
         self.pending += 1
+        event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
         work = Work(tracker, offset, self._source(msg, tracker, offset), kind, event, 0)
         self._submit(work, entry, attempt=1)
 
