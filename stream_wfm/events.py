@@ -154,13 +154,11 @@ _REQUIRED: dict[EventKind, tuple[str, ...]] = {
 }
 
 
-def _required(data: dict[str, Any], name: str) -> str:
-    value = data.get(name)
-    if type(value) is str and value:
-        return value
-    if value is None and name not in data:
-        raise InvalidEventError(f"missing required field {name}")
-    raise InvalidEventError(f"field {name} is not a non-empty string")
+def _invalid_field(data: dict[str, Any], name: str) -> InvalidEventError:
+    """What is wrong with the required field ``name``, known not to be a non-empty string."""
+    if name not in data:
+        return InvalidEventError(f"missing required field {name}")
+    return InvalidEventError(f"field {name} is not a non-empty string")
 
 
 def decode_event(
@@ -193,11 +191,10 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
-    # The common case inline; _required explains what is wrong.
     for name in _REQUIRED[kind]:
         field = data.get(name)
         if type(field) is not str or not field:
-            _required(data, name)
+            raise _invalid_field(data, name)
     return data
 
 
