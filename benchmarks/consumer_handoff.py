@@ -1,6 +1,6 @@
 """Records/s through the real ConsumerThread when the loop spends CPU on each record.
 
-Why filtered events stay under 0.25x raw consume (README "Performance"): the consumer
+Why filtered events stay under 0.25x raw consume (docs/performance.md): the consumer
 thread builds each batch's ``Message`` objects with the GIL held, and the loop then
 decodes and routes them, so the two take turns. This harness pre-produces the bench's
 events to an embedded broker, runs :class:`~stream_wfm.pipeline.consumer.ConsumerThread`

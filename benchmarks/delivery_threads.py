@@ -1,6 +1,6 @@
 """Delivery rate of the real Dispatcher and transport with a fixed CPU cost per event.
 
-Why the default transport is h1 (README "Performance"): with pyreqwest the service's
+Why the default transport is h1 (docs/performance.md): with pyreqwest the service's
 rate did not depend on concurrency, and its Tokio thread waited for the GIL while the
 loop ran the pipeline. This harness reproduces that without Kafka: the bench's receiver
 in its own process, the real :class:`~stream_wfm.pipeline.lanes.Dispatcher` and
@@ -28,7 +28,7 @@ from stream_wfm.bench.service_proc import thread_cpu_seconds
 from stream_wfm.bench.workload import ACCOUNT_ID, agent_event, integration
 from stream_wfm.delivery.outcome import Outcome
 from stream_wfm.delivery.request import compile_template
-from stream_wfm.delivery.transports import TRANSPORT_NAMES, create_transport
+from stream_wfm.delivery.transport_factory import TRANSPORT_NAMES, create_transport
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.pipeline.lanes import Dispatcher, Job

@@ -1,7 +1,7 @@
-"""CPU per event of the pipeline alone (issue 7): no Kafka, no HTTP.
+"""CPU per event of the pipeline alone: no Kafka, no HTTP.
 
 Feeds real confluent-kafka ``Message`` objects (the bench's ~430-byte agent-state
-events) in batches of 1,000 to the real :class:`~stream_wfm.pipeline.processor.Pipeline`
+events) in batches of 1,000 to the real :class:`~stream_wfm.pipeline.pipeline.Pipeline`
 and :class:`~stream_wfm.pipeline.lanes.Dispatcher`, with a transport that answers 200
 after one loop turn, and reports the loop thread's CPU per event. GC is tuned as
 ``stream-wfm run`` tunes it (``stream_wfm.ops.runtime``). Stable enough for A/B
@@ -29,14 +29,14 @@ from prometheus_client import CollectorRegistry
 from stream_wfm.bench.workload import ACCOUNT_ID, agent_event, event_key, integration, is_selected
 from stream_wfm.delivery.outcome import Outcome, classify_status
 from stream_wfm.delivery.request import WebhookRequest
+from stream_wfm.delivery.templates import TemplatedEntry as Entry
 from stream_wfm.delivery.transport import Response
 from stream_wfm.events import EventKind
 from stream_wfm.integrations.model import validate_config
-from stream_wfm.integrations.store import Entry
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.ops.runtime import tune_gc
 from stream_wfm.pipeline.lanes import Dispatcher
-from stream_wfm.pipeline.processor import Pipeline
+from stream_wfm.pipeline.pipeline import Pipeline
 
 OK = classify_status(200)
 
@@ -94,7 +94,7 @@ async def measure(events: int, fraction: float, fmt: str, profile: bool) -> dict
     pipeline = Pipeline(
         store=OneAccountStore(entry),  # type: ignore[arg-type]
         dispatcher_factory=dispatcher,
-        router=None,  # type: ignore[arg-type]  # every delivery succeeds
+        writer=None,  # type: ignore[arg-type]  # every delivery succeeds
         metrics=Metrics(CollectorRegistry()),
         topic_kinds={"agent": EventKind.AGENT, "call": EventKind.CALL},
         retry_topics=set(),

@@ -1,4 +1,4 @@
-"""How late do retries fire compared to their due time? (issue 4, timing accuracy)
+"""How late do retries fire compared to their due time? (timing accuracy)
 
 Runs the real service in-process against the embedded broker and a real HTTP receiver on
 127.0.0.1 that answers 503 to every event's first attempt and 200 afterwards. Every

@@ -1,6 +1,6 @@
-"""Input events: bytes from an input topic → :class:`Event` (SPEC §2).
+"""Input events: bytes from an input topic → :class:`Event` (docs/contract.md §2).
 
-The field lists of SPEC §2 live here, once, in the spec's order. Decoding is
+The field lists of docs/contract.md §2 live here, once, in the contract's order. Decoding is
 pure and cheap: one ``orjson.loads`` and a handful of checks, no model object.
 The decoded JSON object is kept untouched in :attr:`Event.data`; only the
 fields routing and ordering need are lifted out.
@@ -38,7 +38,7 @@ __all__ = [
     "payload_fields",
 ]
 
-#: Agent login / logout (``event_type`` ``LOGIN`` or ``LOGOUT``), in SPEC order.
+#: Agent login / logout (``event_type`` ``LOGIN`` or ``LOGOUT``), in the contract's order.
 AGENT_LOGIN_FIELDS: tuple[str, ...] = (
     "external_agent_id",
     "duration",
@@ -52,7 +52,7 @@ AGENT_LOGIN_FIELDS: tuple[str, ...] = (
     "source_ip",
 )
 
-#: Agent state change, in SPEC order; the last five only while on a call.
+#: Agent state change, in the contract's order; the last five only while on a call.
 AGENT_STATE_FIELDS: tuple[str, ...] = (
     "agent_id",
     "prev_state",
@@ -75,7 +75,7 @@ AGENT_STATE_FIELDS: tuple[str, ...] = (
     "call_type",
 )
 
-#: End call (``ACD-CALL`` inbound, ``VPD-CALL`` outbound), in SPEC order.
+#: End call (``ACD-CALL`` inbound, ``VPD-CALL`` outbound), in the contract's order.
 CALL_FIELDS: tuple[str, ...] = (
     "recording_url",
     "agent_id",
@@ -233,7 +233,7 @@ def complete_event(
 
 
 def payload_fields(event: Event) -> tuple[str, ...]:
-    """The SPEC §2 field list that the webhook payload of ``event`` uses."""
+    """The docs/contract.md §2 field list that the webhook payload of ``event`` uses."""
     if event.kind is EventKind.CALL:
         return CALL_FIELDS
     if event.event_type == LOGIN or event.event_type == LOGOUT:

@@ -1,4 +1,4 @@
-"""Which events are sent: SPEC §4, as one pure function.
+"""Which events are sent: docs/contract.md §4, as one pure function.
 
 :func:`decide` returns ``None`` when the event is to be sent, else the reason
 it is filtered out, one of :data:`FILTER_REASONS` (the ``reason`` label of
@@ -48,7 +48,7 @@ class Selection(Protocol):
     def end_call_events(self) -> bool: ...
 
 
-#: The platform's default agent states (SPEC §4).
+#: The platform's default agent states (docs/contract.md §4).
 DEFAULT_STATES: Final = (
     "AVAILABLE",
     "ON BREAK",
@@ -114,7 +114,7 @@ def _default_state_event(event_type: str, aux: str | None) -> bool:
 
 
 def decide(event: Event, cfg: Selection | None) -> str | None:
-    """``None``: send ``event``; otherwise the filter reason (SPEC §4)."""
+    """``None``: send ``event``; otherwise the filter reason (docs/contract.md §4)."""
     return decide_fields(event.kind, event.data, cfg)
 
 

@@ -13,19 +13,19 @@ from aiohttp import web
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
+from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.delivery.transport import Transport
-from stream_wfm.delivery.transports import create_transport
+from stream_wfm.delivery.transport_factory import create_transport
 from stream_wfm.events import EventKind
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.kafka.config import group_consumer_config, producer_config, reader_config
 from stream_wfm.kafka.producer import AsyncProducer
 from stream_wfm.ops.http import bound_port, build_app, start_server
 from stream_wfm.ops.metrics import Metrics
-from stream_wfm.pipeline import consumer as consumer_module
 from stream_wfm.pipeline.consumer import ConsumerThread
 from stream_wfm.pipeline.lanes import Dispatcher
-from stream_wfm.pipeline.processor import Pipeline
-from stream_wfm.retry.router import FailureRouter
+from stream_wfm.pipeline.pipeline import Pipeline
+from stream_wfm.retry.writer import RetryWriter
 from stream_wfm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Service:
         self.store = ConfigStore(
             settings.config_topic,
             reader_config(settings, "stream-wfm-config"),
+            entry_type=TemplatedEntry,
             on_invalid=self.metrics.config_invalid_records.inc,
             on_change=self._config_changed,
         )
@@ -125,7 +126,7 @@ class Service:
         self.http_port = bound_port(self._http)
         self.store.start()
         await self.producer.start()
-        router = FailureRouter(
+        writer = RetryWriter(
             self.producer,
             retry_topic_prefix=settings.retry_topic_prefix,
             tiers=settings.retry_tiers,
@@ -147,7 +148,7 @@ class Service:
                 clock=time.perf_counter,
                 max_queued_per_host=settings.max_queued_per_host,
             ),
-            router=router,
+            writer=writer,
             metrics=self.metrics,
             topic_kinds={
                 settings.agent_events_topic: EventKind.AGENT,
@@ -184,7 +185,7 @@ class Service:
             on_commit_result=lambda ok: self.metrics.commits.labels("ok" if ok else "error").inc(),
             on_lag=self._set_lag,
             input_topics=frozenset((settings.agent_events_topic, settings.call_events_topic)),
-            hold_limit=consumer_module.HOLD_LIMIT_SECONDS,
+            hold_limit=settings.backpressure_hold_seconds,
         )
         pipeline.attach(consumer)
         consumer.start()

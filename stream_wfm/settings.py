@@ -1,6 +1,6 @@
 """Service settings, read from ``STREAM_WFM_*`` environment variables and ``.env``.
 
-Names follow SPEC section 1 and 8. Any librdkafka property passes through as
+Names follow docs/contract.md §1 and §8. Any librdkafka property passes through as
 ``STREAM_WFM_KAFKA__<NAME>`` with the property's dots written as underscores
 (``STREAM_WFM_KAFKA__SECURITY_PROTOCOL=SASL_SSL`` → ``security.protocol``).
 """
@@ -17,7 +17,7 @@ from stream_wfm.errors import SettingsError
 
 ENV_PREFIX = "STREAM_WFM_"
 DEFAULT_RETRY_BACKOFF = "10s,1m,10m,1h"
-# librdkafka properties whose names contain an underscore (SPEC §8 writes dots as
+# librdkafka properties whose names contain an underscore (docs/contract.md §8 writes dots as
 # underscores, so these are mapped back): STREAM_WFM_KAFKA__LOG_LEVEL → log_level.
 _UNDERSCORED_KAFKA_KEYS = {"log.level": "log_level"}
 _DELAY = re.compile(r"^([1-9][0-9]*)([smh])$")
@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     )
     max_buffered_events: int = Field(
         default=20_000, ge=100, description="Pause input partitions above this many pending events."
+    )
+    backpressure_hold_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=600,
+        description="Seconds the input may stay held (nothing fetched) under backpressure "
+        "before the input partitions are paused and retry topics are fetched again.",
     )
     shutdown_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds to drain and commit on SIGTERM."

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from stream_wfm.bench.workload import sample_request_parts
-from stream_wfm.delivery.transports import TRANSPORT_NAMES
+from stream_wfm.delivery.transport_factory import TRANSPORT_NAMES
 
 #: One raw loop per shipped transport, named as STREAM_WFM_HTTP_TRANSPORT names them.
 CLIENTS = TRANSPORT_NAMES

@@ -5,6 +5,7 @@ The bench starts the real service (``python -m stream_wfm run``) with
 environment, and no ``.env``: it runs in an empty directory), polls
 ``/readyz`` for readiness and reads its CPU time (user + system, all threads)
 from ``/proc/<pid>/stat`` and its resident memory from ``/proc/<pid>/status``.
+It can also stop it with SIGTERM or ``kill -9`` and read its output.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,15 +76,27 @@ def parse_metrics(text: str) -> dict[str, float]:
     return sums
 
 
-class ServiceProcess:
-    """One ``stream-wfm run`` process."""
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def __init__(self, env: dict[str, str], port: int) -> None:
+
+class ServiceProcess:
+    """One ``stream-wfm run`` process, configured by ``env`` (``STREAM_WFM_*``) only.
+
+    It runs in an empty temporary directory, which also holds its output (stdout and
+    stderr, :meth:`logs`); :meth:`close` (or leaving the ``with`` block) stops it and
+    removes the directory. ``port`` (default: a free one) is its HTTP port.
+    """
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
         base = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAM_WFM_")}
-        self._env = {**base, **env, "STREAM_WFM_HTTP_PORT": str(port)}
+        self._env = {**base, **env, "STREAM_WFM_HTTP_PORT": str(self.port)}
         self._env.setdefault("STREAM_WFM_HTTP_HOST", "127.0.0.1")
-        self.port = port
-        self._dir = tempfile.TemporaryDirectory(prefix="stream-wfm-bench-")
+        self._dir = tempfile.TemporaryDirectory(prefix="stream-wfm-run-")
         self.log_path = Path(self._dir.name) / "service.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -92,7 +107,7 @@ class ServiceProcess:
         assert self._proc is not None
         return self._proc.pid
 
-    def start(self) -> ServiceProcess:
+    def start(self) -> Self:
         with self.log_path.open("wb") as log:
             self.started_at = time.monotonic()
             self._proc = subprocess.Popen(
@@ -106,36 +121,51 @@ class ServiceProcess:
             )
         return self
 
-    def _get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    def poll(self) -> int | None:
+        """The exit code, or ``None`` while the process runs."""
+        assert self._proc is not None
+        return self._proc.poll()
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
+        """``(status, body)`` of ``GET path`` on the service's HTTP port; ``(0, reason)``
+        when it does not answer."""
         url = f"http://127.0.0.1:{self.port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
-                return int(resp.status), bytes(resp.read())
+                return int(resp.status), bytes(resp.read()).decode()
         except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read()
+            return int(exc.code), exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Seconds from process start to the first ``200`` from ``/readyz``."""
-        assert self._proc is not None
+    def is_ready(self) -> bool:
+        """Whether ``/readyz`` answers ``200`` now; :class:`RuntimeError` once the process
+        has exited. The first ``200`` sets :attr:`ready_seconds` (since :meth:`start`)."""
+        if self.poll() is not None:
+            raise RuntimeError(f"the service exited early:\n{self.log_tail()}")
+        if self.get("/readyz", 1.0)[0] != 200:
+            return False
+        if not self.ready_seconds:
+            self.ready_seconds = time.monotonic() - self.started_at
+        return True
+
+    def block_until_ready(self, timeout: float = 60.0) -> float:
+        """Wait (blocking) for readiness; seconds from process start to the first ``200``
+        from ``/readyz``."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"the service exited early:\n{self.log_tail()}")
-            try:
-                status, _ = self._get("/readyz", 1.0)
-            except (OSError, urllib.error.URLError):
-                status = 0
-            if status == 200:
-                self.ready_seconds = time.monotonic() - self.started_at
-                return self.ready_seconds
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the service was not ready within {timeout:g}s:\n{self.log_tail()}"
+                )
             time.sleep(0.01)  # polling readiness with a deadline
-        raise RuntimeError(f"the service was not ready within {timeout:g}s:\n{self.log_tail()}")
+        return self.ready_seconds
 
     def metrics(self) -> dict[str, float]:
-        status, body = self._get("/metrics")
+        status, body = self.get("/metrics")
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")
-        return parse_metrics(body.decode())
+        return parse_metrics(body)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
@@ -143,24 +173,45 @@ class ServiceProcess:
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
 
-    def log_tail(self, lines: int = 20) -> str:
+    def logs(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.logs().splitlines()[-lines:])
+
+    def terminate(self) -> None:
+        """SIGTERM (the service drains and commits), without waiting."""
+        if self.poll() is None:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGTERM)
+
+    def kill9(self) -> None:
+        """``kill -9``, and wait for the exit."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.kill()
+            proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM and wait for the exit; SIGKILL after ``timeout`` seconds."""
+        if self._proc is None:
+            return
+        self.terminate()
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def close(self) -> None:
+        """:meth:`stop`, then remove the directory (and the output)."""
+        self.stop()
         self._dir.cleanup()
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -169,7 +220,7 @@ class ServiceProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
 
 class CpuSampler:

@@ -1,6 +1,6 @@
 """What the bench produces: realistic agent-state events, integration configs, sample requests.
 
-Events are ~430-byte agent-state events (SPEC §2 field order) of many agents of
+Events are ~430-byte agent-state events (docs/contract.md §2 field order) of many agents of
 one account, keyed ``{account_id}:{agent_id}``. A *selected* event is in a
 default state (delivered under the bench integration, which selects default
 states only); an unselected one is in a custom state (``ON BREAK`` with the
@@ -214,7 +214,7 @@ def sample_request_parts(url: str, fmt: str) -> tuple[str, list[tuple[str, str]]
 
 def isolated_settings(bootstrap_servers: str, name: str, **overrides: Any) -> Settings:
     """Settings whose consumer group and topics all carry ``name``, so runs sharing one
-    broker (bench runs, tests, benchmark scripts) never meet: group ``name``, topics
+    broker (bench scenarios, benchmark scripts) never meet: group ``name``, topics
     ``{name}-agent``, ``-call``, ``-config``, ``-retry`` (prefix) and ``-dlq``.
     ``overrides`` are further settings (or replace these)."""
     values: dict[str, Any] = {

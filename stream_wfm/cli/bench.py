@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
-from stream_wfm.bench.progress import Progress
-from stream_wfm.bench.runner import BenchOptions, format_table, run_bench
+from stream_wfm.bench.harness import BenchOptions
+from stream_wfm.bench.report import format_table
+from stream_wfm.bench.runner import run_bench
 from stream_wfm.cli.common import fail
+from stream_wfm.terminal.progress import Phases
 
 
 def _fraction(text: str) -> float:
@@ -99,7 +101,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         transport=args.transport,
         integrations=max(0, args.integrations),
     )
-    progress = Progress(sys.stderr, enabled=not args.quiet)
+    progress = Phases("bench", sys.stderr, enabled=not args.quiet)
     try:
         result = run_bench(options, progress)
     except (RuntimeError, OSError) as exc:

@@ -16,7 +16,7 @@ from stream_wfm.integrations.model import (
     config_to_public_dict,
     validate_config,
 )
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriteError, ConfigWriter
 from stream_wfm.kafka.config import producer_config, reader_config
 from stream_wfm.settings import Settings
@@ -111,8 +111,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_store(settings: Settings) -> ConfigStore:
-    store = ConfigStore(settings.config_topic, reader_config(settings, "stream-wfm-admin"))
+def _load_store(settings: Settings) -> ConfigStore[Entry]:
+    store = ConfigStore(
+        settings.config_topic, reader_config(settings, "stream-wfm-admin"), entry_type=Entry
+    )
     store.start()
     if not store.wait_ready(READ_TIMEOUT):
         store.stop()

@@ -1,4 +1,4 @@
-"""``stream-wfm console`` — the admin console (SPEC §9)."""
+"""``stream-wfm console`` — the admin console (docs/contract.md §9)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from stream_wfm.cli.common import (
 )
 from stream_wfm.console.app import create_app
 from stream_wfm.console.changes import ConfigChanges
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriteError, ConfigWriter
 from stream_wfm.kafka.config import producer_config, reader_config
 from stream_wfm.ops.logging import configure_logging
@@ -67,6 +67,7 @@ async def _serve(settings: Settings, writer: ConfigWriter) -> None:
     store = ConfigStore(
         settings.config_topic,
         reader_config(settings, "stream-wfm-console"),
+        entry_type=Entry,
         on_change=changes.notify,
     )
     transport = make_transport(settings)  # test events go out as the service sends webhooks

@@ -5,7 +5,7 @@ Both commands take the same filters: ``--account``, ``--reason``, ``--since``,
 ``2026-11-25T10:00:00Z``, a time without offset is UTC, or ``30m``/``2h``/``7d``
 ago) and ``--limit`` (the newest N matches). ``redrive`` writes retry records
 that the running service delivers with the account's current config; see
-:mod:`stream_wfm.retry.dlq`.
+:mod:`stream_wfm.retry.redrive`.
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ from datetime import UTC, datetime
 import orjson
 
 from stream_wfm.cli.common import fail, require_bootstrap, settings_or_exit
-from stream_wfm.cli.progress import ProgressBar
 from stream_wfm.ops.logging import configure_logging
-from stream_wfm.retry.dlq import (
-    DeadLetter,
-    DeadLetters,
-    DlqError,
+from stream_wfm.retry.dead_letters import (
+    DlqEntries,
+    DlqEntry,
     DlqFilter,
-    RedriveError,
-    RedriveReport,
     dead_letter_to_dict,
     read_dead_letters,
-    redrive,
 )
+from stream_wfm.retry.exceptions import DlqError, RedriveError
+from stream_wfm.retry.redrive import RedriveReport, redrive
 from stream_wfm.settings import Settings
+from stream_wfm.terminal.progress import ProgressBar
 
 _RELATIVE = re.compile(r"^([0-9]+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -118,12 +116,12 @@ def _filter(args: argparse.Namespace) -> DlqFilter:
     )
 
 
-def _read(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
+def _read(settings: Settings, args: argparse.Namespace) -> list[DlqEntry]:
     try:
         letters = read_dead_letters(settings, _filter(args), limit=args.limit)
     except DlqError as exc:
         fail(str(exc))
-    if isinstance(letters, DeadLetters) and letters.undecodable:
+    if isinstance(letters, DlqEntries) and letters.undecodable:
         print(
             f"note: {letters.undecodable} record(s) of {settings.dlq_topic} are not DLQ records "
             "and were skipped",
@@ -161,7 +159,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for dl in letters:
         r = dl.record
         rows.append((
-            format_time(r.dead_lettered_at_ms), r.account_id or "-", r.event_id, r.kind.value,
+            format_time(r.dead_lettered_at_ms), r.account_id or "-", r.event_id, r.kind or "-",
             r.reason, str(r.attempts), _one_line(r.last_error or r.detail),
         ))  # fmt: skip
     _table(rows)

@@ -1,4 +1,4 @@
-"""The admin console (SPEC §9): the "Generic HTTP" WFM integration pages.
+"""The admin console (docs/contract.md §9): the "Generic HTTP" WFM integration pages.
 
 Server-rendered HTML on aiohttp, reading integrations through the same
 :class:`~stream_wfm.integrations.store.ConfigStore` as the service and writing

@@ -19,7 +19,7 @@ from stream_wfm.console.security import add_security_headers
 from stream_wfm.console.sessions import SessionCodec
 from stream_wfm.console.state import CONSOLE, Console
 from stream_wfm.delivery.transport import Transport
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriter
 from stream_wfm.settings import Settings
 
@@ -29,7 +29,7 @@ _ACCOUNT = "/accounts/{account_id}"
 
 def create_app(
     settings: Settings,
-    store: ConfigStore,
+    store: ConfigStore[Entry],
     writer: ConfigWriter,
     transport: Transport,
     *,

@@ -1,6 +1,6 @@
 """An account's dead letters and the ``Redrive`` button.
 
-Reading and redriving use :mod:`stream_wfm.retry.dlq`, the code behind
+Reading and redriving use :mod:`stream_wfm.retry.redrive`, the code behind
 ``stream-wfm dlq list|redrive``; both block, so they run in a thread. The
 page lists the newest :data:`SHOWN` dead letters. ``Redrive`` re-delivers the
 account's dead letters up to the moment the page was shown (``until_ms``), so
@@ -21,15 +21,9 @@ from aiohttp import web
 from stream_wfm.console import urls
 from stream_wfm.console.pages import render
 from stream_wfm.console.state import console_of, session_of
-from stream_wfm.retry.dlq import (
-    DeadLetter,
-    DlqError,
-    DlqFilter,
-    RedriveError,
-    RedriveReport,
-    read_dead_letters,
-    redrive,
-)
+from stream_wfm.retry.dead_letters import DlqEntry, DlqFilter, read_dead_letters
+from stream_wfm.retry.exceptions import DlqError, RedriveError
+from stream_wfm.retry.redrive import RedriveReport, redrive
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +38,7 @@ def utc_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-async def _read(request: web.Request, flt: DlqFilter, limit: int | None) -> list[DeadLetter]:
+async def _read(request: web.Request, flt: DlqFilter, limit: int | None) -> list[DlqEntry]:
     settings = console_of(request).settings
     return await asyncio.to_thread(
         read_dead_letters, settings, flt, limit=limit, timeout=READ_TIMEOUT
@@ -55,7 +49,7 @@ def _page(
     request: web.Request,
     account_id: str,
     *,
-    letters: list[DeadLetter] | None,
+    letters: list[DlqEntry] | None,
     error: str | None = None,
     report: RedriveReport | None = None,
     status: int = 200,

@@ -1,4 +1,4 @@
-"""The integration form: HTML form fields ↔ the config dict of SPEC §3.
+"""The integration form: HTML form fields ↔ the config dict of docs/contract.md §3.
 
 Control names are the config's field names; custom headers are rows of
 ``header_name_<i>``, ``header_value_<i>``, ``header_remove_<i>`` and, for a
@@ -32,7 +32,7 @@ EVENT_FIELDS: Final = (
     "end_call_events",
 )
 BOOL_FIELDS: Final = ("send_body_as_json", *EVENT_FIELDS, "enabled")
-#: The page's label of each config field (SPEC §9).
+#: The page's label of each config field (docs/contract.md §9).
 LABELS: Final = {
     "account_id": "Account ID",
     "agent_event_url": "Agent Event URL",

@@ -10,7 +10,7 @@ from stream_wfm.console.changes import ConfigChanges
 from stream_wfm.console.ratelimit import SignInLimiter
 from stream_wfm.console.sessions import Session, SessionCodec
 from stream_wfm.delivery.transport import Transport
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriter
 from stream_wfm.settings import Settings
 
@@ -21,7 +21,7 @@ READ_BACK_TIMEOUT = 5.0
 @dataclass(frozen=True, slots=True)
 class Console:
     settings: Settings
-    store: ConfigStore
+    store: ConfigStore[Entry]
     writer: ConfigWriter
     transport: Transport
     changes: ConfigChanges

@@ -2,11 +2,11 @@
 the service would send it.
 
 The sample goes through :func:`~stream_wfm.events.decode_event`, the account's
-compiled :class:`~stream_wfm.delivery.request.RequestTemplate` (URL, format,
-configured headers) and the transport's ``send_with_response`` (destination
-guard, timeout, no redirects). Its ``event_id`` is ``test-<uuid>``, so the
-receiver sees ``X-WFM-Event-Id: test-…``. It is sent even when the
-integration would filter such an event; the result says so.
+request template (:func:`~stream_wfm.delivery.request.compile_template`, as the
+service compiles it: URL, format, configured headers) and the transport's
+``send_with_response`` (destination guard, timeout, no redirects). Its
+``event_id`` is ``test-<uuid>``, so the receiver sees ``X-WFM-Event-Id: test-…``.
+It is sent even when the integration would filter such an event; the result says so.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Final
 import orjson
 
 from stream_wfm.delivery.outcome import OutcomeKind
-from stream_wfm.delivery.request import EVENT_ID_HEADER
+from stream_wfm.delivery.request import EVENT_ID_HEADER, compile_template
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import IntegrationConfig
@@ -72,7 +72,7 @@ def default_sample(config: IntegrationConfig) -> Sample:
 
 
 def sample_event(sample: Sample, account_id: str, event_id: str, now: datetime) -> dict[str, Any]:
-    """A sample event with the fields of SPEC §2, in their order."""
+    """A sample event with the fields of docs/contract.md §2, in their order."""
     agent = {
         "external_agent_id": "EXT-20417",
         "agent_login_id": "88201345",
@@ -169,7 +169,7 @@ async def send_test_event(
     raw = sample_event(sample, config.account_id, event_id, now or datetime.now(UTC))
     event = decode_event(orjson.dumps(raw), kind, event_id)
     filtered = decide(event, config)
-    template = entry.template(kind)
+    template = compile_template(config, kind)
     if template is None:
         return SentTestEvent(
             sample,

@@ -12,27 +12,23 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from stream_wfm.delivery.guard import address_refusal
-from stream_wfm.delivery.outcome import (
-    Outcome,
-    classify_status,
-    connection_error_outcome,
-    destination_not_allowed_outcome,
-    timeout_outcome,
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    DestinationRefusedError,
 )
+from stream_wfm.delivery.guard import address_refusal
+from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
-
-
-class DestinationRefusedError(OSError):
-    """The destination resolved to an address webhooks may not go to."""
 
 
 class GuardedResolver(AbstractResolver):
     """Resolves with the default resolver, then refuses non-public addresses.
 
     The check runs on the resolved IPs, so a public name pointing at
-    127.0.0.1 or 10.0.0.0/8 is refused too.
+    127.0.0.1 or 10.0.0.0/8 is refused too: :class:`DestinationRefusedError`,
+    which aiohttp passes through to the caller (it wraps only ``OSError``).
     """
 
     def __init__(self, inner: AbstractResolver | None = None) -> None:
@@ -140,7 +136,7 @@ class AiohttpTransport:
     async def _send(self, request: WebhookRequest, preview: int) -> tuple[Outcome, bytes]:
         refusal = self._refused(request)
         if refusal is not None:
-            return destination_not_allowed_outcome(refusal), b""
+            return outcome_for_error(DestinationRefusedError(refusal)), b""
         session = self._get_session()
         kwargs: dict[str, Any] = {
             "headers": request.headers,
@@ -157,13 +153,11 @@ class AiohttpTransport:
                 outcome = classify_status(resp.status, resp.headers.get("Retry-After"), time.time())
                 return outcome, body
         except TimeoutError:
-            return timeout_outcome(request.timeout), b""
-        except aiohttp.ClientConnectorDNSError as exc:
-            if isinstance(exc.os_error, DestinationRefusedError):
-                return destination_not_allowed_outcome(str(exc.os_error)), b""
-            return connection_error_outcome(exc), b""
+            return outcome_for_error(DeliveryTimeoutError(request.timeout)), b""
+        except DestinationRefusedError as exc:  # from GuardedResolver
+            return outcome_for_error(exc), b""
         except (aiohttp.ClientError, OSError) as exc:
-            return connection_error_outcome(exc), b""
+            return outcome_for_error(ConnectionFailedError(cause=exc)), b""
 
     async def close(self) -> None:
         session, self._session = self._session, None

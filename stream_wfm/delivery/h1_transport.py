@@ -8,7 +8,8 @@ two threads took turns instead of overlapping. aiohttp has no second thread
 but costs ~75 µs of Python per request. This transport does only what a
 webhook needs, on the loop thread, with the parsing in C (``httptools``, the
 binding of Node.js's llhttp that uvicorn uses): ~10 µs per request in the raw
-loop, no thread hand-offs. See README "Performance".
+loop, no thread hand-offs. See docs/performance.md.
+Connections and response parsing are in :mod:`stream_wfm.delivery.h1_connection`.
 
 Contract (the same tests run against every transport):
 
@@ -50,11 +51,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
-
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from stream_wfm.delivery.destinations import (
     Resolve,
@@ -64,263 +62,41 @@ from stream_wfm.delivery.destinations import (
     split_host_key,
     system_resolve,
 )
-from stream_wfm.delivery.h1_wire import UnencodableRequestError, encode_request, host_header
-from stream_wfm.delivery.outcome import (
-    Outcome,
-    classify_status,
-    connection_error_outcome,
-    destination_not_allowed_outcome,
-    timeout_outcome,
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    DestinationRefusedError,
+    NoResponseError,
 )
+from stream_wfm.delivery.h1_connection import (
+    IDLE_TIMEOUT_SECONDS,
+    Connection,
+    HostPool,
+)
+from stream_wfm.delivery.h1_wire import encode_request
+from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
 
-__all__ = ["DNS_TTL_SECONDS", "DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "H1Transport"]
+__all__ = ["DNS_TTL_SECONDS", "H1Transport"]
 
-#: Response bodies are read up to this size; a larger one closes the connection.
-DRAIN_LIMIT: Final = 64 * 1024
-#: A response whose status line and headers are larger than this is a protocol error.
-MAX_HEAD_BYTES: Final = 64 * 1024
 #: How long a checked resolution is trusted (as aiohttp's ``ttl_dns_cache``).
 DNS_TTL_SECONDS: Final = 60.0
-#: Idle keep-alive connections are closed after this long (aiohttp's default too).
-IDLE_TIMEOUT_SECONDS: Final = 15.0
 #: How often idle connections and unused hosts are swept.
 SWEEP_INTERVAL_SECONDS: Final = 5.0
 #: How often the deadlines of requests under way are checked: a timeout ends at most
 #: this much after the request's ``timeout`` (1 s or more).
 DEADLINE_TICK_SECONDS: Final = 0.05
 
-_HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
 
-
-class ProtocolError(ConnectionError):
-    """The server's bytes are not a valid HTTP/1.1 response, or came when none was due."""
-
-
-class IncompleteResponseError(ConnectionError):
-    """The connection closed before the response was complete."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: one request at a time, the response parsed as it comes."""
-
-    def __init__(self, pool: _Pool) -> None:
-        self.generation = pool.generation
-        self.transport: asyncio.Transport | None = None
-        self.parser = HttpResponseParser(self)
-        self.closed = False
-        self.idle_since = 0.0
-        # The current exchange.
-        self.waiter: asyncio.Future[int] | None = None
-        self.deadline = 0.0  # loop time; checked by the transport's deadline ticker
-        self.status = 0
-        self.retry_after: str | None = None
-        self.framed = False  # Content-Length or chunked: the end is not the connection's
-        self.reusable = False
-        self.body_size = 0
-        self.received = 0  # bytes of this response so far (head, body, chunk framing)
-        self.head_size = 0  # header names and values so far
-        self.preview = b""
-        self.preview_limit = 0
-
-    # --- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        if self.waiter is None:
-            self._fail(ProtocolError("data received with no request outstanding"))
-            return
-        self.received += len(data)
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            self._complete(keep_alive=False)  # a 101 we did not ask for: its status is the answer
-            return
-        except HttpParserError as exc:
-            self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
-            return
-        if self.waiter is not None and self.received > MAX_HEAD_BYTES:
-            # Memory stays bounded whatever the server sends until the deadline.
-            if not self.status:
-                self._fail(ProtocolError(_HEAD_TOO_LARGE))  # the head has not even ended
-            elif self.received > MAX_HEAD_BYTES + DRAIN_LIMIT:
-                self._complete(keep_alive=False)  # e.g. chunk extensions without end
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is None:
-            return
-        if self.status and not self.framed:
-            self._complete(keep_alive=False)  # a close-delimited body ends here
-        else:
-            self._fail(exc or IncompleteResponseError("connection closed before the response"))
-
-    # --- parser callbacks ----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        if self.waiter is None:
-            # More bytes after a complete response (in the same read): never let them
-            # answer the next request. feed_data raises; data_received closes the connection.
-            raise ProtocolError("a response came with no request outstanding")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value)
-        lower = name.lower()
-        if lower == b"retry-after":
-            self.retry_after = value.decode("latin-1")
-        elif lower == b"content-length" or (
-            lower == b"transfer-encoding" and b"chunked" in value.lower()
-        ):
-            self.framed = True
-
-    def on_headers_complete(self) -> None:
-        if self.head_size > MAX_HEAD_BYTES:
-            raise ProtocolError(_HEAD_TOO_LARGE)  # came in one read: see data_received
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_size += len(body)
-        if len(self.preview) < self.preview_limit:
-            self.preview += body[: self.preview_limit - len(self.preview)]
-        if self.body_size > DRAIN_LIMIT:
-            self._complete(keep_alive=False)  # not worth reading: close instead
-
-    def on_message_complete(self) -> None:
-        status = self.status
-        if 100 <= status < 200 and status != 101:
-            # An informational response (e.g. 103 Early Hints): the final one follows.
-            self.status = 0
-            self.retry_after = None
-            self.framed = False
-            return
-        # After a 101 (an upgrade nobody asked for) the connection no longer speaks HTTP/1.1.
-        self._complete(status != 101 and self.parser.should_keep_alive())
-
-    # --- exchanges -------------------------------------------------------------------------
-    def start(
-        self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, preview: int
-    ) -> asyncio.Future[int]:
-        """Send ``data``; the future resolves with the final status, or fails (a
-        :class:`TimeoutError` when :meth:`expire` is called)."""
-        transport = self.transport
-        assert transport is not None
-        waiter: asyncio.Future[int] = loop.create_future()
-        self.waiter = waiter
-        self.deadline = deadline
-        self.status = 0
-        self.retry_after = None
-        self.framed = False
-        self.reusable = False
-        self.body_size = 0
-        self.received = 0
-        self.head_size = 0
-        self.preview = b""
-        self.preview_limit = preview
-        transport.write(data)
-        return waiter
-
-    def _complete(self, keep_alive: bool) -> None:
-        waiter = self.waiter
-        if waiter is None:
-            return
-        self.waiter = None
-        self.reusable = keep_alive and not self.closed
-        if not keep_alive and self.transport is not None:
-            self.transport.close()
-        if not waiter.done():
-            waiter.set_result(self.status)
-
-    def _fail(self, exc: BaseException) -> None:
-        waiter = self.waiter
-        self.waiter = None
-        self.reusable = False
-        self.abort()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def expire(self) -> None:
-        """The request's deadline passed: fail it and close the connection."""
-        self._fail(TimeoutError())
-
-    def abort(self) -> None:
-        """Close now, dropping anything unsent (the connection's state is unknown)."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
-class _Pool:
-    """One destination host: its checked address (or why it is refused) and connections."""
-
-    def __init__(self, scheme: str, host: str, port: int) -> None:
-        self.scheme = scheme
-        self.host = host  # the name, without brackets
-        self.port = port
-        self.host_header = host_header(scheme, host, port)
-        self.address: str | None = None  # where connections go; None: the name itself
-        self.expires = 0.0  # when the guard's check must be redone
-        self.refusal: str | None = None
-        self.generation = 0  # bumped when the address changes: older connections retire
-        self.idle: list[_Connection] = []
-        self.open = 0  # connections open or being opened
-        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
-        self.last_used = 0.0
-
-    def take_idle(self, now: float) -> _Connection | None:
-        """An idle connection that is still open and fresh, or None."""
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            transport = conn.transport
-            if (
-                not conn.closed
-                and transport is not None
-                and not transport.is_closing()
-                and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
-            ):
-                return conn
-            self.discard(conn)
-        return None
-
-    def release(self, conn: _Connection, now: float) -> None:
-        """Give a connection back after a complete, keep-alive response."""
-        if conn.closed or conn.generation != self.generation:
-            self.discard(conn)
-            return
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        conn.idle_since = now
-        self.idle.append(conn)
-
-    def discard(self, conn: _Connection) -> None:
-        """Close ``conn`` and free its slot."""
-        conn.abort()
-        self.free_slot()
-
-    def free_slot(self) -> None:
-        """One connection fewer: hand the slot to the first waiting request, if any."""
-        self.open -= 1
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # a free slot: the waiter opens a connection
-                self.open += 1
-                return
-
-    def close_idle(self, older_than: float | None = None) -> None:
-        keep = []
-        for conn in self.idle:
-            if older_than is None or conn.closed or conn.idle_since < older_than:
-                self.discard(conn)
-            else:
-                keep.append(conn)
-        self.idle = keep
+def _no_response(exc: Exception, timeout: float) -> NoResponseError:
+    """What a failed exchange means: a ``TimeoutError`` is the request's ``timeout``; a
+    :class:`NoResponseError` (raised here) is itself; anything else, a connection failure."""
+    if isinstance(exc, TimeoutError):
+        return DeliveryTimeoutError(timeout)
+    if isinstance(exc, NoResponseError):
+        return exc
+    return ConnectionFailedError(cause=exc)
 
 
 class H1Transport:
@@ -340,12 +116,12 @@ class H1Transport:
         self._allow_private = allow_private_destinations
         self._resolve = resolve or system_resolve
         self._clock = clock
-        self._pools: dict[str, _Pool] = {}
+        self._pools: dict[str, HostPool] = {}
         self._ssl: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         # Requests under way, by connection: one ticker checks their deadlines (cheaper
         # than a timer per request, which costs more than the rest of the request's Python).
-        self._busy: set[_Connection] = set()
+        self._busy: set[Connection] = set()
         self._ticker: asyncio.TimerHandle | None = None
         self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._closed = False
@@ -365,7 +141,8 @@ class H1Transport:
     ) -> Outcome:
         """Deliver ``request``; with ``body_out``, append the body's first ``preview`` bytes."""
         if self._closed:
-            return connection_error_outcome(ConnectionError("transport closed"))
+            closed = ConnectionError("transport closed")
+            return outcome_for_error(ConnectionFailedError(cause=closed))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout
         now = self._clock()
@@ -378,14 +155,13 @@ class H1Transport:
                 async with asyncio.timeout_at(deadline):
                     pool = await self._checked_pool(request.host_key, now)
                     if pool.refusal is not None:
-                        return destination_not_allowed_outcome(pool.refusal)
+                        return outcome_for_error(DestinationRefusedError(pool.refusal))
                     conn = await self._acquire(pool, loop, now)
-            except TimeoutError:
-                return timeout_outcome(request.timeout)
             except (OSError, ValueError) as exc:
-                # OSError: resolution, refused, reset, TLS (ssl.SSLError). ValueError: a
-                # name the resolver cannot encode (e.g. a label over 63 characters).
-                return connection_error_outcome(exc)
+                # OSError: the deadline (TimeoutError), resolution, refused, reset, TLS
+                # (ssl.SSLError). ValueError: a name the resolver cannot encode (e.g. a
+                # label over 63 characters).
+                return outcome_for_error(_no_response(exc, request.timeout))
         assert pool is not None
         pool.last_used = now
         busy = self._busy
@@ -395,12 +171,10 @@ class H1Transport:
         try:
             data = encode_request(request, pool.host_header, self._header_blocks)
             status = await conn.start(loop, data, deadline, preview)
-        except TimeoutError:
+        except (OSError, NoResponseError) as exc:
+            # NoResponseError: the response is not HTTP/1.1, or the request not encodable.
             pool.discard(conn)
-            return timeout_outcome(request.timeout)
-        except (OSError, UnencodableRequestError) as exc:
-            pool.discard(conn)
-            return connection_error_outcome(exc)
+            return outcome_for_error(_no_response(exc, request.timeout))
         except BaseException:
             pool.discard(conn)  # cancelled: the response may still come, so not reusable
             raise
@@ -426,14 +200,14 @@ class H1Transport:
 
     # --- connections -----------------------------------------------------------------------
     async def _acquire(
-        self, pool: _Pool, loop: asyncio.AbstractEventLoop, now: float
-    ) -> _Connection:
+        self, pool: HostPool, loop: asyncio.AbstractEventLoop, now: float
+    ) -> Connection:
         """An open connection to ``pool``'s host: idle, new, or handed over when one frees."""
         conn = pool.take_idle(now)
         if conn is not None:
             return conn
         if pool.open >= self._per_host:
-            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            waiter: asyncio.Future[Connection | None] = loop.create_future()
             pool.waiters.append(waiter)
             try:
                 handed = await waiter
@@ -469,17 +243,17 @@ class H1Transport:
             pool.discard(oldest)
             excess -= 1
 
-    def _give_back(self, pool: _Pool, handed: _Connection | None) -> None:
+    def _give_back(self, pool: HostPool, handed: Connection | None) -> None:
         """A waiter was cancelled after being handed a connection or a slot: pass it on."""
         if handed is not None:
             pool.release(handed, self._clock())
         else:
             pool.free_slot()
 
-    async def _connect(self, pool: _Pool, loop: asyncio.AbstractEventLoop) -> _Connection:
+    async def _connect(self, pool: HostPool, loop: asyncio.AbstractEventLoop) -> Connection:
         secure = pool.scheme == "https"
         _transport, conn = await loop.create_connection(
-            lambda: _Connection(pool),
+            lambda: Connection(pool),
             pool.address or pool.host,
             pool.port,
             ssl=self._ssl_context() if secure else None,
@@ -496,11 +270,11 @@ class H1Transport:
         return self._ssl
 
     # --- destination guard -----------------------------------------------------------------
-    async def _checked_pool(self, host_key: str, now: float) -> _Pool:
+    async def _checked_pool(self, host_key: str, now: float) -> HostPool:
         """The host's pool, resolving and checking the host when new or expired."""
         pool = self._pools.get(host_key)
         if pool is None:
-            pool = self._pools[host_key] = _Pool(*split_host_key(host_key))
+            pool = self._pools[host_key] = HostPool(*split_host_key(host_key))
         if pool.expires > now:
             return pool
         if self._allow_private:

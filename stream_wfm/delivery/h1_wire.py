@@ -3,7 +3,8 @@
 Pure functions: the request target of a URL, the ``Host`` value of a destination, and
 the request on the wire, with header names in order and as spelled. A header that
 would carry CR or LF (request smuggling) or text that is not Latin-1 raises
-:class:`UnencodableRequestError`; config validation already refuses both.
+:class:`~stream_wfm.delivery.exceptions.UnencodableRequestError`; config validation
+already refuses both.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import quote
 
+from stream_wfm.delivery.exceptions import UnencodableRequestError
 from stream_wfm.delivery.request import WebhookRequest
 
 __all__ = [
     "HEADER_BLOCK_CACHE_SIZE",
-    "UnencodableRequestError",
     "encode_headers",
     "encode_request",
     "host_header",
@@ -25,11 +26,6 @@ __all__ = [
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # Characters left as they are when a non-ASCII request target is percent-encoded.
 _TARGET_SAFE: Final = "/?&=%:@!$'()*+,;~[]-._"
-
-
-class UnencodableRequestError(ValueError):
-    """A header contains CR or LF, or a header or host is not ASCII/Latin-1 (config
-    validation prevents both)."""
 
 
 def _idna(host: str) -> str:

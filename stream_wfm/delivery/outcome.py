@@ -1,10 +1,14 @@
-"""The outcome of one delivery attempt (SPEC §5) and ``Retry-After`` parsing.
+"""The outcome of one delivery attempt (docs/contract.md §5) and ``Retry-After`` parsing.
 
 * 2xx: delivered.
 * 408, 425, 429, 5xx, a timeout, a connection error: retryable.
 * Any other status (1xx, 3xx — redirects are not followed —, other 4xx):
   permanent, reason ``permanent_status``.
 * A destination the guard refuses: permanent, reason ``destination_not_allowed``.
+
+The statuses are classified by :func:`classify_status`; an attempt with no response
+ends in a :class:`~stream_wfm.delivery.exceptions.NoResponseError` (the transports
+wrap what their client raises) and :func:`outcome_for_error` reads its flags.
 
 ``status_class`` is the ``status_class`` label of ``stream_wfm_deliveries_total``
 (see ``stream_wfm.ops.metrics.STATUS_CLASSES``). A status outside 100..599
@@ -22,6 +26,13 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    DestinationRefusedError,
+    NoResponseError,
+)
+
 __all__ = [
     "RETRYABLE_STATUSES",
     "Outcome",
@@ -29,6 +40,7 @@ __all__ = [
     "classify_status",
     "connection_error_outcome",
     "destination_not_allowed_outcome",
+    "outcome_for_error",
     "parse_retry_after",
     "timeout_outcome",
 ]
@@ -105,17 +117,22 @@ def classify_status(
     return Outcome(OutcomeKind.PERMANENT, status, error, status_class, None, "permanent_status")
 
 
+def outcome_for_error(error: NoResponseError) -> Outcome:
+    """The outcome of an attempt that ended with ``error`` instead of a response: retryable
+    when it is ``retriable``, else permanent with its ``reason``; its ``status_class`` and
+    text. Transports wrap what their client raises into a :class:`NoResponseError`."""
+    kind = OutcomeKind.RETRYABLE if error.retriable else OutcomeKind.PERMANENT
+    return Outcome(kind, None, _one_line(error.describe()), error.status_class, None, error.reason)
+
+
 def timeout_outcome(seconds: float) -> Outcome:
     """The request did not complete within ``seconds``."""
-    return Outcome(OutcomeKind.RETRYABLE, None, f"timeout after {seconds:g}s", "timeout")
+    return outcome_for_error(DeliveryTimeoutError(seconds))
 
 
 def connection_error_outcome(exc: BaseException) -> Outcome:
     """The request failed without a response (DNS, refused, reset, TLS...)."""
-    text = str(exc)
-    name = type(exc).__name__
-    error = _one_line(f"connection error: {name}: {text}" if text else f"connection error: {name}")
-    return Outcome(OutcomeKind.RETRYABLE, None, error, "connection_error")
+    return outcome_for_error(ConnectionFailedError(cause=exc))
 
 
 def backlog_outcome(queued: int) -> Outcome:
@@ -129,14 +146,7 @@ def backlog_outcome(queued: int) -> Outcome:
 
 def destination_not_allowed_outcome(detail: str) -> Outcome:
     """The destination guard refused the address (``detail``: e.g. ``10.0.0.1 is private``)."""
-    return Outcome(
-        OutcomeKind.PERMANENT,
-        None,
-        _one_line(f"destination not allowed: {detail}"),
-        "destination_not_allowed",
-        None,
-        "destination_not_allowed",
-    )
+    return outcome_for_error(DestinationRefusedError(detail))
 
 
 def parse_retry_after(value: str, now: float) -> float | None:

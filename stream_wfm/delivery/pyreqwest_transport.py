@@ -48,13 +48,13 @@ from stream_wfm.delivery.destinations import (
     split_host_key,
     system_resolve,
 )
-from stream_wfm.delivery.outcome import (
-    Outcome,
-    classify_status,
-    connection_error_outcome,
-    destination_not_allowed_outcome,
-    timeout_outcome,
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    DestinationRefusedError,
+    NoResponseError,
 )
+from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
 
@@ -64,6 +64,14 @@ __all__ = ["DNS_TTL_SECONDS", "DRAIN_LIMIT", "PyreqwestTransport"]
 DRAIN_LIMIT: Final = 64 * 1024
 #: How long a checked resolution is trusted (aiohttp's ``ttl_dns_cache`` is the same).
 DNS_TTL_SECONDS: Final = 60.0
+
+
+def _no_response(exc: PyreqwestError, timeout: float) -> NoResponseError:
+    """What a pyreqwest error means: every one of its timeouts (connect, read, pool...) is
+    the request's ``timeout``; anything else, a connection failure."""
+    if isinstance(exc, RequestTimeoutError):
+        return DeliveryTimeoutError(timeout)
+    return ConnectionFailedError(cause=exc)
 
 
 class _Host:
@@ -174,7 +182,7 @@ class PyreqwestTransport:
             return outcome
         client = entry.client
         if client is None:
-            return destination_not_allowed_outcome(entry.refusal or "refused")
+            return outcome_for_error(DestinationRefusedError(entry.refusal or "refused"))
         builder = self._builder(client, request)
         try:
             async with builder.build_streamed() as resp:
@@ -184,10 +192,8 @@ class PyreqwestTransport:
                 if 200 <= status < 300:
                     return classify_status(status)
                 retry_after = resp.get_header("Retry-After")
-        except RequestTimeoutError:
-            return timeout_outcome(request.timeout)
         except PyreqwestError as exc:
-            return connection_error_outcome(exc)
+            return outcome_for_error(_no_response(exc, request.timeout))
         return classify_status(status, retry_after)
 
     def _builder(self, client: Client, request: WebhookRequest) -> RequestBuilder:
@@ -208,26 +214,25 @@ class PyreqwestTransport:
 
     async def _send(self, request: WebhookRequest, preview: int) -> tuple[Outcome, bytes]:
         if self._closed:
-            return connection_error_outcome(RuntimeError("transport closed")), b""
+            closed = RuntimeError("transport closed")
+            return outcome_for_error(ConnectionFailedError(cause=closed)), b""
         entry = self._hosts.get(request.host_key)
         if entry is None or entry.expires <= self._clock():
             try:
                 entry = await self._host(request)
             except OSError as exc:  # resolution failed
-                return connection_error_outcome(exc), b""
+                return outcome_for_error(ConnectionFailedError(cause=exc)), b""
         client = entry.client
         if client is None:
-            return destination_not_allowed_outcome(entry.refusal or "refused"), b""
+            return outcome_for_error(DestinationRefusedError(entry.refusal or "refused")), b""
         builder = self._builder(client, request)
         try:
             async with builder.build_streamed() as resp:
                 status = resp.status
                 body = await self._read_bounded(resp.body_reader, preview)
                 retry_after = None if 200 <= status < 300 else resp.get_header("Retry-After")
-        except RequestTimeoutError:
-            return timeout_outcome(request.timeout), b""
         except PyreqwestError as exc:
-            return connection_error_outcome(exc), b""
+            return outcome_for_error(_no_response(exc, request.timeout)), b""
         return classify_status(status, retry_after, time.time()), body
 
     @staticmethod

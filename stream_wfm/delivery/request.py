@@ -1,11 +1,11 @@
-"""Webhook requests (SPEC §5), built from a template compiled once per integration.
+"""Webhook requests (docs/contract.md §5), built from a template compiled once per integration.
 
 :func:`compile_template` turns one integration config and one event kind into
 a :class:`RequestTemplate`: URL, fixed headers (secrets revealed), format and
 limits are worked out there, on config change. :meth:`RequestTemplate.build`
 runs per event and only fills in the payload.
 
-Payload: the SPEC §2 fields of the event's kind, in that order, that the
+Payload: the docs/contract.md §2 fields of the event's kind, in that order, that the
 event has, with the event's values.
 
 * JSON (``send_body_as_json``): ``POST``, body = the payload as a JSON object.
@@ -32,7 +32,7 @@ from urllib.parse import quote_plus, urlsplit
 import orjson
 
 from stream_wfm import __version__
-from stream_wfm.errors import StreamWfmError
+from stream_wfm.delivery.exceptions import UnformattableEventError
 from stream_wfm.events import (
     AGENT_LOGIN_FIELDS,
     AGENT_STATE_FIELDS,
@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "EVENT_ID_HEADER",
     "RequestTemplate",
-    "UnformattableEventError",
     "WebhookRequest",
     "compile_template",
     "form_encode",
@@ -59,19 +58,6 @@ __all__ = [
 DEFAULT_USER_AGENT: Final = f"stream-wfm/{__version__}"
 EVENT_ID_HEADER: Final = "X-WFM-Event-Id"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-
-
-class UnformattableEventError(StreamWfmError):
-    """The event's payload cannot be encoded (e.g. a field nested more deeply
-    than the JSON encoder allows). Not retriable: dead-letter the event with
-    :attr:`reason`."""
-
-    retriable = False
-    reason = "unformattable_event"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"cannot format event: {detail}")
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +183,9 @@ class RequestTemplate:
         return f"RequestTemplate(kind={self.kind!s}, url={self.url!r}, header_names={names!r})"
 
     def build(self, event: Event) -> WebhookRequest:
-        """The request for ``event``; raises :class:`UnformattableEventError`
-        when a value cannot be encoded."""
+        """The request for ``event``; raises
+        :class:`~stream_wfm.delivery.exceptions.UnformattableEventError` when a value
+        cannot be encoded."""
         data = event.data
         fields = payload_fields(event)
         headers = (*self.headers, (EVENT_ID_HEADER, event.event_id))

@@ -22,7 +22,6 @@ from typing import Final, TextIO
 from confluent_kafka import KafkaError, Message, Producer
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from stream_wfm.cli.progress import ProgressBar
 from stream_wfm.demo.receiver import DemoReceiver
 from stream_wfm.demo.samples import (
     SampleIntegration,
@@ -44,9 +43,10 @@ from stream_wfm.integrations.writer import ConfigWriter
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.config import producer_config
 from stream_wfm.kafka.embedded import EmbeddedBroker
-from stream_wfm.retry.dlq import DlqFilter, read_dead_letters
+from stream_wfm.retry.dead_letters import DlqFilter, read_dead_letters
 from stream_wfm.service import Service
 from stream_wfm.settings import Settings
+from stream_wfm.terminal.progress import ProgressBar
 
 DEMO_RETRY_BACKOFF: Final = "2s,4s"
 DEMO_KAFKA: Final = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "300"}

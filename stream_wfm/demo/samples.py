@@ -6,7 +6,7 @@ AVAILABLE, take inbound (``ACD-CALL``) and outbound (``VPD-CALL``) calls
 lunch, a custom aux state ("Coaching", "Team Huddle") and log out. Field
 names, order and value style (strings, ``YYYY-MM-DD HH:MM:SS`` times, a null
 ``external_agent_id`` for agents without one) follow the platform's payload
-(SPEC §2). Everything is generated from a fixed seed: every run is the same.
+(docs/contract.md §2). Everything is generated from a fixed seed: every run is the same.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from stream_wfm.demo.receiver import (
 from stream_wfm.demo.samples import SampleIntegration
 from stream_wfm.events import EventKind
 from stream_wfm.ops.metrics import PREFIX
-from stream_wfm.retry.dlq import DeadLetter
+from stream_wfm.retry.dead_letters import DlqEntry
 from stream_wfm.settings import Settings
 
 COLUMNS = ("ENDPOINT", "ACCOUNT", "FORMAT", "REQUESTS", "DELIVERED", "RETRIED", "DEAD-LETTERED")
@@ -116,10 +116,10 @@ class EndpointRow:
 def endpoint_rows(
     integrations: Sequence[SampleIntegration],
     endpoints: dict[str, EndpointStats],
-    dead_letters: Iterable[DeadLetter],
+    dead_letters: Iterable[DlqEntry],
 ) -> list[EndpointRow]:
     """One row per configured URL; dead letters are matched by account and event kind."""
-    dead: dict[tuple[str | None, EventKind], int] = {}
+    dead: dict[tuple[str | None, EventKind | None], int] = {}
     for dl in dead_letters:
         key = (dl.record.account_id, dl.record.kind)
         dead[key] = dead.get(key, 0) + 1

@@ -1,10 +1,10 @@
-"""The integration config of one account (SPEC §3) and its validation.
+"""The integration config of one account (docs/contract.md §3) and its validation.
 
 One function validates a config for every writer and reader: the config
 store, ``stream-wfm config put|validate`` and the console all call
 :func:`validate_config` (or :func:`parse_config_record` for raw records).
 
-Rules beyond the field types and ranges of SPEC §3:
+Rules beyond the field types and ranges of docs/contract.md §3:
 
 * ``account_id``: 1 to 64 characters, no whitespace or control characters.
 * URLs (``agent_event_url``, ``call_event_url``): absolute ``http`` or
@@ -19,7 +19,7 @@ Rules beyond the field types and ranges of SPEC §3:
   characters, unique ignoring case; values are at most 8192 characters of
   printable ASCII, space and tab (so no CR, LF or other control character).
   ``Host``, ``Content-Length``, ``Transfer-Encoding`` and ``Connection``
-  (SPEC) and ``X-WFM-Event-Id`` (the service sets it from the event) cannot
+  (docs/contract.md §3) and ``X-WFM-Event-Id`` (the service sets it from the event) cannot
   be set. ``User-Agent`` and ``Content-Type`` may be set: a configured one
   replaces the service's own.
 * Booleans must be JSON booleans and numbers JSON numbers (no ``"true"`` or
@@ -153,7 +153,7 @@ def _header_problems(headers: dict[Any, Any]) -> list[str]:
 
 
 class IntegrationConfig(BaseModel):
-    """The "Generic HTTP" WFM integration of one account (SPEC §3)."""
+    """The "Generic HTTP" WFM integration of one account (docs/contract.md §3)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, hide_input_in_errors=True)
 

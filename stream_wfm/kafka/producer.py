@@ -17,12 +17,18 @@ from stream_wfm.errors import StreamWfmError
 
 
 class ProduceError(StreamWfmError):
-    """The broker did not acknowledge a record."""
+    """A record was not written. ``retriable``: writing it again may succeed (the
+    client's own verdict on the error); false for a record the producer refuses,
+    such as one over ``message.max.bytes``."""
 
-    def __init__(self, error: KafkaError) -> None:
-        super().__init__(str(error))
-        self.retriable = bool(error.retriable())
-        self.fatal = bool(error.fatal())
+    def __init__(self, message: str, *, retriable: bool, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.fatal = fatal
+
+    @classmethod
+    def from_kafka(cls, error: KafkaError) -> ProduceError:
+        return cls(str(error), retriable=bool(error.retriable()), fatal=bool(error.fatal()))
 
 
 class AsyncProducer:
@@ -60,18 +66,17 @@ class AsyncProducer:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             loop.call_soon_threadsafe(_resolve, future, err, msg)
 
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                )
-                return future
-            except BufferError:
-                # Local queue full: let the poll thread drain delivery reports.
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                future.set_exception(ProduceError(exc.args[0]))
-                return future
+        try:
+            self._producer.produce(
+                topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+            )
+        except BufferError:
+            # The local queue is full: the caller writes the record again later (the loop
+            # never waits here; the poll thread drains delivery reports meanwhile).
+            future.set_exception(ProduceError("producer queue full", retriable=True))
+        except KafkaException as exc:
+            future.set_exception(ProduceError.from_kafka(exc.args[0]))
+        return future
 
     async def flush(self, within: float = 10.0) -> int:
         """Wait until queued records are acknowledged; returns how many are still queued."""
@@ -103,6 +108,6 @@ def _resolve(future: asyncio.Future[Message], err: KafkaError | None, msg: Messa
     if future.done():
         return
     if err is not None:
-        future.set_exception(ProduceError(err))
+        future.set_exception(ProduceError.from_kafka(err))
     else:
         future.set_result(msg)

@@ -2,20 +2,11 @@
 
 It fetches in batches with ``consume(num_messages, timeout)`` and hands each
 batch to the event loop with ``loop.call_soon_threadsafe``. The loop never
-touches the consumer: it posts commands (commit, pause, resume, seek) that
-this thread runs between fetches. Rebalance callbacks run here too; on revoke
-the thread asks the loop to finish the revoked partitions' in-flight work
-(with a deadline), commits what finished, and only then returns.
-
-Backpressure (:meth:`ConsumerThread.hold_input`): while the loop has too many
-events pending, the thread stops fetching at all, and what librdkafka has
-prefetched stays queued there. Pausing partitions instead drops that queue,
-and after the resume the first records took ~1 s to arrive again on the
-development broker: measured with ``stream-wfm bench``, the buffer ran dry in
-every cycle (20,000 → 0 pending, nothing in flight). Not fetching also means
-no rebalance callback and no retry record is served, so after ``hold_limit``
-seconds the thread pauses the input partitions and fetches again (retry
-topics, group duties) until the loop releases the hold.
+touches the consumer: it posts commands (:mod:`stream_wfm.pipeline.commands`)
+that this thread runs between fetches, and holds the input under backpressure
+(:mod:`stream_wfm.pipeline.input_hold`). Rebalance callbacks run here too; on
+revoke the thread asks the loop to finish the revoked partitions' in-flight
+work (with a deadline), commits what finished, and only then returns.
 """
 
 from __future__ import annotations
@@ -27,18 +18,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stream_wfm.pipeline.commands import TP, Command, Commit, execute
+from stream_wfm.pipeline.commits import CommitLog
+from stream_wfm.pipeline.input_hold import InputHold
+
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
-
-#: How long backpressure may stop all fetching before the input partitions are paused
-#: instead (see the module docstring); read when the service starts.
-HOLD_LIMIT_SECONDS = 3.0
+__all__ = ["TP", "BatchSink", "ConsumerThread"]
 
 
 class BatchSink(Protocol):
@@ -51,13 +41,6 @@ class BatchSink(Protocol):
     def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
         """Finish the partitions' work; resolve with their final committable offsets."""
         ...
-
-
-@dataclass
-class Command:
-    kind: str  # "commit" | "pause" | "resume" | "seek" | "call"
-    partitions: list[TopicPartition] = field(default_factory=list)
-    fn: Callable[[Consumer], None] | None = None
 
 
 class ConsumerThread:
@@ -79,9 +62,10 @@ class ConsumerThread:
         on_lag: Callable[[dict[TP, int], list[TP]], None] | None = None,
         lag_interval: float = 1.0,
         input_topics: frozenset[str] = frozenset(),
-        hold_limit: float = HOLD_LIMIT_SECONDS,
+        hold_limit: float = 3.0,
     ) -> None:
-        self._config = {**config, "on_commit": self._on_commit, "error_cb": self._on_error}
+        self._commits = CommitLog(on_commit_result)
+        self._config = {**config, "on_commit": self._commits.on_commit, "error_cb": self._on_error}
         self._topics = topics
         self._loop = loop
         self._sink = sink
@@ -91,7 +75,6 @@ class ConsumerThread:
         self._poll_timeout = poll_timeout
         self._revoke_timeout = revoke_timeout
         self._on_progress = on_progress
-        self._on_commit_result = on_commit_result
         self._on_lag = on_lag
         self._lag_interval = lag_interval
         self._next_lag = 0.0
@@ -100,16 +83,10 @@ class ConsumerThread:
         self._stop = threading.Event()
         self._fetching = threading.Event()
         self._fetching.set()
-        # Backpressure: cleared by hold_input(True); see the module docstring.
-        self._input_open = threading.Event()
-        self._input_open.set()
-        self._input_topics = input_topics
-        self._hold_limit = hold_limit
-        self._inputs_paused: list[TopicPartition] = []  # paused after hold_limit
+        self._input = InputHold(input_topics, hold_limit, poll_timeout)
         self._thread = threading.Thread(target=self._run, name="kafka-consumer", daemon=True)
         self._consumer: Consumer | None = None
         self.assignment: set[TP] = set()
-        self.committed: dict[TP, int] = {}
         self.fatal_error: str | None = None
         # Set while librdkafka reports every broker down; cleared by a metadata round trip.
         self.broker_error: str | None = None
@@ -121,26 +98,12 @@ class ConsumerThread:
         self._thread.start()
 
     def post(self, command: Command) -> None:
+        """Queue ``command`` for the thread; it runs before the next fetch."""
         self._commands.put(command)
 
-    def commit(self, offsets: dict[TP, int]) -> None:
-        self.post(Command("commit", [TopicPartition(t, p, o) for (t, p), o in offsets.items()]))
-
-    def pause(self, partitions: list[TP]) -> None:
-        self.post(Command("pause", [TopicPartition(t, p) for t, p in partitions]))
-
-    def resume(self, partitions: list[TP]) -> None:
-        self.post(Command("resume", [TopicPartition(t, p) for t, p in partitions]))
-
-    def seek(self, topic: str, partition: int, offset: int) -> None:
-        self.post(Command("seek", [TopicPartition(topic, partition, offset)]))
-
     def hold_input(self, hold: bool) -> None:
-        """Stop fetching (backpressure) or start again; see the module docstring."""
-        if hold:
-            self._input_open.clear()
-        else:
-            self._input_open.set()
+        """Stop fetching input (backpressure) or start again; see ``input_hold``."""
+        self._input.hold(hold)
 
     def stop_fetching(self) -> None:
         """Stop handing out new batches (shutdown: drain first)."""
@@ -149,7 +112,7 @@ class ConsumerThread:
     def stop(self, final_offsets: dict[TP, int] | None = None) -> None:
         """Commit ``final_offsets`` synchronously, close the consumer, join the thread."""
         if final_offsets:
-            self.commit(final_offsets)
+            self.post(Commit(final_offsets))
         self._stop.set()
 
     async def wait_closed(self, within: float) -> bool:
@@ -165,7 +128,9 @@ class ConsumerThread:
             paused_all = False
             while not self._stop.is_set():
                 self._run_commands(consumer)
-                if not self._hold_input(consumer):
+                if not self._input.apply(
+                    consumer, self.assignment, self._stop, lambda: self._run_commands(consumer)
+                ):
                     break
                 fetching = self._fetching.is_set()
                 if not fetching and not paused_all:
@@ -176,15 +141,7 @@ class ConsumerThread:
                 if not self._wait_for_handoff(consumer):
                     break
                 batch = consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout)
-                now = time.time()
-                if self._on_progress is not None:
-                    self._on_progress(now)
-                if self.broker_error is not None and now >= self._next_broker_check:
-                    self._next_broker_check = now + 2.0
-                    self._check_broker(consumer)
-                if self._on_lag is not None and now >= self._next_lag:
-                    self._next_lag = now + self._lag_interval
-                    self._report_lag(consumer)
+                self._after_fetch(consumer, time.time())
                 if batch and fetching:
                     self._loop.call_soon_threadsafe(self._hand_over, batch)
                 else:
@@ -198,40 +155,19 @@ class ConsumerThread:
                 self._consumer.close()  # leaves the group: partitions move at once
             self.closed.set()
 
-    def _hold_input(self, consumer: Consumer) -> bool:
-        """Apply backpressure before a fetch: wait while the input is held, up to
-        ``hold_limit``, then pause the input partitions; resume them once released.
-        False: stop."""
-        if self._input_open.is_set():
-            if self._inputs_paused:
-                owned = [
-                    p for p in self._inputs_paused if (p.topic, p.partition) in self.assignment
-                ]
-                if owned:
-                    consumer.resume(owned)
-                self._inputs_paused = []
-            return True
-        if self._inputs_paused:
-            return True  # held for long: inputs paused, the rest keeps being fetched
-        deadline = time.monotonic() + self._hold_limit
-        while not self._input_open.wait(self._poll_timeout):
-            if self._stop.is_set():
-                return False
-            self._run_commands(consumer)
-            if time.monotonic() >= deadline:
-                self._pause_inputs(consumer, consumer.assignment())
-                log.info(
-                    "input held for long: input partitions paused meanwhile",
-                    extra={"hold_limit": self._hold_limit},
-                )
-                break
-        return True
-
-    def _pause_inputs(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        inputs = [tp for tp in partitions if tp.topic in self._input_topics]
-        if inputs:
-            consumer.pause(inputs)
-            self._inputs_paused.extend(inputs)
+    def _after_fetch(self, consumer: Consumer, now: float) -> None:
+        """Liveness, broker reachability and lag, reported at most every ``lag_interval``."""
+        if self._on_progress is not None:
+            self._on_progress(now)
+        if self.broker_error is not None and now >= self._next_broker_check:
+            self._next_broker_check = now + 2.0
+            self._check_broker(consumer)
+        if self._on_lag is not None and now >= self._next_lag:
+            self._next_lag = now + self._lag_interval
+            lag = self._commits.lag(consumer, self.assignment)
+            gone = sorted(self._lag_reported - lag.keys())
+            self._lag_reported = set(lag)
+            self._on_lag(lag, gone)
 
     def _wait_for_handoff(self, consumer: Consumer) -> bool:
         """Fetch again only when the loop has fewer than ``max_queued_batches`` batches
@@ -251,60 +187,27 @@ class ConsumerThread:
             self._handoff.release()
 
     def _run_commands(self, consumer: Consumer, synchronous: bool = False) -> None:
+        def commit_sync(offsets: list[TopicPartition]) -> None:
+            self._commits.commit_sync(consumer, offsets, "shutdown")
+
         while True:
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
             try:
-                self._execute(consumer, cmd, synchronous)
+                execute(
+                    consumer,
+                    cmd,
+                    self.assignment,
+                    notify=self._loop.call_soon_threadsafe,
+                    commit_sync=commit_sync if synchronous else None,
+                )
             except KafkaException as exc:
                 log.warning(
                     "consumer command failed",
-                    extra={"command": cmd.kind, "error": str(exc.args[0])},
+                    extra={"command": type(cmd).__name__, "error": str(exc.args[0])},
                 )
-
-    def _execute(self, consumer: Consumer, cmd: Command, synchronous: bool) -> None:
-        if cmd.kind == "commit":
-            owned = [tp for tp in cmd.partitions if (tp.topic, tp.partition) in self.assignment]
-            if owned:
-                if synchronous:
-                    self._commit_sync(consumer, owned, "shutdown")
-                else:
-                    consumer.commit(offsets=owned, asynchronous=True)
-        elif cmd.kind == "pause":
-            consumer.pause(cmd.partitions)
-        elif cmd.kind == "resume":
-            consumer.resume(cmd.partitions)
-        elif cmd.kind == "seek":
-            for tp in cmd.partitions:
-                if (tp.topic, tp.partition) in self.assignment:
-                    consumer.seek(tp)
-        elif cmd.kind == "call" and cmd.fn is not None:
-            cmd.fn(consumer)
-
-    def _commit_sync(self, consumer: Consumer, offsets: list[TopicPartition], when: str) -> None:
-        try:
-            result = consumer.commit(offsets=offsets, asynchronous=False) or []
-        except KafkaException as exc:
-            log.warning("offset commit failed", extra={"when": when, "error": str(exc.args[0])})
-            if self._on_commit_result is not None:
-                self._on_commit_result(False)
-            return
-        failed = [tp for tp in result if tp.error is not None]
-        for tp in failed:
-            log.warning(
-                "offset commit failed",
-                extra={
-                    "when": when,
-                    "partition": f"{tp.topic}[{tp.partition}]",
-                    "error": str(tp.error),
-                },
-            )
-        self._record_commit(result)
-        log.info("offsets committed", extra={"when": when, "offsets": _fmt_offsets(result)})
-        if self._on_commit_result is not None:
-            self._on_commit_result(not failed)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
@@ -323,42 +226,12 @@ class ConsumerThread:
         log.info("Kafka brokers reachable again")
         self.broker_error = None
 
-    def _report_lag(self, consumer: Consumer) -> None:
-        """Lag per assigned partition: the end offset this consumer has seen (cached from
-        fetch responses, no broker round trip) minus the committed offset."""
-        assert self._on_lag is not None
-        lag: dict[TP, int] = {}
-        for tp in self.assignment:
-            low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-            if high < 0:
-                continue
-            committed = self.committed.get(tp, low if low >= 0 else 0)
-            lag[tp] = max(0, high - committed)
-        gone = sorted(self._lag_reported - lag.keys())
-        self._lag_reported = set(lag)
-        self._on_lag(lag, gone)
-
-    def _record_commit(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp.error is None and tp.offset >= 0:
-                self.committed[(tp.topic, tp.partition)] = tp.offset
-
-    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        ok = err is None
-        if ok:
-            self._record_commit(partitions)
-        elif err is not None and err.code() != KafkaError._NO_OFFSET:
-            log.warning("offset commit failed", extra={"error": str(err)})
-        if self._on_commit_result is not None:
-            self._on_commit_result(ok)
-
     # --- rebalance callbacks (on this thread, inside consume()) ------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.update(tps)
         log.info("partitions assigned", extra={"partitions": _fmt(tps)})
-        if self._inputs_paused:
-            self._pause_inputs(consumer, partitions)  # held for long: new inputs wait too
+        self._input.assigned(consumer, partitions)
         self._loop.call_soon_threadsafe(self._sink.on_assigned, tps)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -386,15 +259,14 @@ class ConsumerThread:
             )
         commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if commit:
-            self._commit_sync(consumer, commit, "revoke")
+            self._commits.commit_sync(consumer, commit, "revoke")
         self._forget(tps)
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)
         self.assignment.difference_update(gone)
-        for tp in gone:
-            self.committed.pop(tp, None)
-        self._inputs_paused = [p for p in self._inputs_paused if (p.topic, p.partition) not in gone]
+        self._commits.forget(gone)
+        self._input.forget(gone)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
@@ -413,10 +285,6 @@ def _chain(
         target.set_exception(exc)
     else:
         target.set_result(source.result())
-
-
-def _fmt_offsets(tps: list[TopicPartition]) -> str:
-    return ",".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in tps)
 
 
 def _fmt(tps: list[TP]) -> str:

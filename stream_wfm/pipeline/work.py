@@ -1,4 +1,4 @@
-"""The unit of work the pipeline tracks from consume to finish."""
+"""The unit of work the pipeline tracks from intake to settle."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ class Work:
     ``tracker``/``offset`` locate the consumed record (an input or retry-topic
     partition) whose offset is finished when this work is; ``source`` is the
     original input record (for a retry, the one inside the retry record).
+    ``kind`` is None only for a retry record that could not be decoded;
+    ``event`` is None for a record that is not a valid event.
     """
 
     __slots__ = ("event", "first_attempt_ms", "kind", "offset", "source", "tracker")
@@ -22,7 +24,7 @@ class Work:
         tracker: PartitionTracker,
         offset: int,
         source: SourceRecord,
-        kind: EventKind,
+        kind: EventKind | None,
         event: Event | None,
         first_attempt_ms: int,
     ) -> None:
@@ -32,3 +34,15 @@ class Work:
         self.kind = kind
         self.event = event
         self.first_attempt_ms = first_attempt_ms
+
+    @property
+    def account_id(self) -> str | None:
+        return None if self.event is None else self.event.account_id
+
+    @property
+    def event_id(self) -> str:
+        """The event's id; for a record that is not an event, its source coordinates."""
+        if self.event is not None:
+            return self.event.event_id
+        source = self.source
+        return f"{source.topic}:{source.partition}:{source.offset}"

@@ -1,4 +1,4 @@
-"""The retry policy (SPEC §6), as pure functions.
+"""The retry policy (docs/contract.md §6), as pure functions.
 
 Attempts are numbered from 1 (the first delivery attempt); retry *n* is
 attempt *n + 1*. With tiers ``T[0..N-1]`` (``(name, delay_seconds)``, delays

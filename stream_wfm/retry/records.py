@@ -1,4 +1,4 @@
-"""Values of retry-topic and dead-letter-topic records (SPEC §6), as JSON.
+"""Values of retry-topic and dead-letter-topic records (docs/contract.md §6), as JSON.
 
 Retry record (``schema`` ``stream-wfm.retry/1``)::
 
@@ -19,6 +19,8 @@ nothing).
 DLQ record (``schema`` ``stream-wfm.dlq/1``): the same fields without
 ``attempt`` and ``due_at_ms``, plus ``attempts`` (attempts made; 0 for an
 invalid event), ``reason``, ``detail`` (or null) and ``dead_lettered_at_ms``;
+``kind`` is null for a retry record that could not be read (reason
+``invalid_retry_record``): its kind is not known;
 ``first_attempt_at_ms`` is null when no attempt was made.
 
 Neither record ever holds integration header values: nothing here takes a
@@ -112,7 +114,7 @@ class DlqRecord:
     source: SourceRecord
     account_id: str | None
     event_id: str
-    kind: EventKind
+    kind: EventKind | None  # None: the dead letter is a retry record that was not readable
     attempts: int
     reason: str
     detail: str | None
@@ -175,7 +177,7 @@ def encode_dlq_record(record: DlqRecord) -> bytes:
             "event": _source_out(record.source),
             "account_id": record.account_id,
             "event_id": record.event_id,
-            "kind": record.kind.value,
+            "kind": None if record.kind is None else record.kind.value,
             "attempts": record.attempts,
             "reason": record.reason,
             "detail": record.detail,
@@ -241,6 +243,11 @@ class _Reader:
             raise self._fail("kind", '"agent" or "call"')
         return EventKind(value)
 
+    def opt_kind(self) -> EventKind | None:
+        if self.data.get("kind", 0) is None:
+            return None
+        return self.kind()
+
     def raw_bytes(self, name: str) -> bytes | None:
         text = self.opt_text(name)
         encoding = self.data.get(f"{name}_encoding")
@@ -302,7 +309,7 @@ def decode_dlq_record(value: bytes) -> DlqRecord:
         source=_source_in(record),
         account_id=record.opt_text("account_id"),
         event_id=record.text("event_id"),
-        kind=record.kind(),
+        kind=record.opt_kind(),
         attempts=record.integer("attempts"),
         reason=record.text("reason"),
         detail=record.opt_text("detail"),

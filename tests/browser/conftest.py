@@ -26,20 +26,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
+from stream_wfm.bench.service_proc import free_port
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
-from tests.conftest import (
-    Receiver,
-    ServiceProcess,
-    free_port,
-    settings_env,
-    unique_settings,
-    wait_until,
-)
+from tests.helpers.receiver import Receiver
+from tests.helpers.service import ServiceUnderTest
+from tests.helpers.settings import settings_env, unique_settings
+from tests.helpers.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -130,21 +126,10 @@ class ConsoleProcess:
 @dataclass
 class Stack:
     settings: Settings
-    service: ServiceProcess
+    service: ServiceUnderTest
     console: ConsoleProcess
     receiver: Receiver
     browser: Browser
-
-
-async def _start_receiver() -> tuple[Receiver, web.AppRunner]:
-    rec = Receiver(host="127.0.0.1")
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    rec.port = runner.addresses[0][1]
-    return rec, runner
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +140,9 @@ def chromium() -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(chromium: str, broker: EmbeddedBroker) -> AsyncIterator[Stack]:
     settings = _settings(broker)
-    service = ServiceProcess(settings).start()
+    service = ServiceUnderTest(settings).start()
     console = ConsoleProcess(settings)
-    receiver, runner = await _start_receiver()
+    receiver = await Receiver().start()
     try:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -169,8 +154,8 @@ async def stack(chromium: str, broker: EmbeddedBroker) -> AsyncIterator[Stack]:
     finally:
         console_logs = console.logs()
         console_exit = console.stop()
-        service.stop()
-        await runner.cleanup()
+        service.close()
+        await receiver.close()
     assert console_exit == 0, f"console did not stop cleanly on SIGTERM: {console_logs[-2000:]}"
 
 

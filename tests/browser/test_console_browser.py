@@ -22,7 +22,9 @@ from tests.browser.conftest import (
     Visits,
     save_screenshot,
 )
-from tests.conftest import Received, produce_json, put_config, read_topic
+from tests.helpers.config import put_config
+from tests.helpers.receiver import Received
+from tests.helpers.topics import produce_json, read_topic
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,5 +1,5 @@
 """Offline checks of the deployment artefacts: docker-compose.yml, deploy/Dockerfile,
-deploy/prometheus, deploy/grafana and deploy/kubernetes (DESIGN.md, last section).
+deploy/prometheus, deploy/grafana and deploy/kubernetes (docs/design.md).
 
 Tools: check-jsonschema, kubernetes-validate, pyyaml (the `dev` extra), `promtool`
 (Debian `prometheus`) and `kubectl`. A missing tool skips its tests, or fails them when

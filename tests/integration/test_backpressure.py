@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from stream_wfm.pipeline import consumer as consumer_module
 from stream_wfm.service import Service
-from tests.conftest import produce_json, put_all_states_config, wait_until
+from tests.helpers.config import put_all_states_config
+from tests.helpers.topics import produce_json
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +25,9 @@ def _gauge(service: Service, name: str, **labels: str) -> float:
 async def test_a_stalled_destination_holds_then_pauses_the_input_and_loses_nothing(
     settings_factory: Any,
     receiver_factory: Any,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(consumer_module, "HOLD_LIMIT_SECONDS", 0.5)
-    settings = settings_factory(max_buffered_events=100)
+    settings = settings_factory(max_buffered_events=100, backpressure_hold_seconds=0.5)
     gate = asyncio.Event()
     rec = await receiver_factory(gate=gate)
     put_all_states_config(settings, rec.url())

@@ -1,4 +1,4 @@
-"""`stream-wfm config ...` and `stream-wfm topics create` exactly as SPEC §8 words them,
+"""`stream-wfm config ...` and `stream-wfm topics create` exactly as docs/contract.md §8 words them,
 run through the real CLI entry point against the real broker."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from stream_wfm.integrations.model import MASK
 from stream_wfm.kafka.admin import planned_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
-from tests.conftest import read_topic, settings_env, unique_settings
+from tests.helpers.settings import settings_env, unique_settings
+from tests.helpers.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +194,7 @@ def test_put_from_file_writes_the_validated_record(
     assert written["account_id"] == ACCOUNT
     assert written["headers"] == {"Authorization": SECRET, "X-Tenant": OTHER_SECRET}
     assert written["agent_event_url"] == "https://wfm.example.com/ringcx/agent"
-    # Defaults filled in: the record is the whole config (SPEC §3).
+    # Defaults filled in: the record is the whole config (docs/contract.md §3).
     assert written["send_all_agent_states"] is False
 
 

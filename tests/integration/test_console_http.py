@@ -22,12 +22,15 @@ from stream_wfm.console.ratelimit import SignInLimiter
 from stream_wfm.console.security import CONTENT_SECURITY_POLICY
 from stream_wfm.delivery.aiohttp_transport import AiohttpTransport
 from stream_wfm.events import EventKind
-from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriter
 from stream_wfm.kafka.config import producer_config, reader_config
 from stream_wfm.retry.records import DlqRecord, SourceRecord, decode_retry_record, encode_dlq_record
 from stream_wfm.settings import Settings
-from tests.conftest import Receiver, produce, put_config, read_topic, wait_until
+from tests.helpers.config import put_config
+from tests.helpers.receiver import Receiver
+from tests.helpers.topics import produce, read_topic
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +51,7 @@ class FakeClock:
 class Console:
     client: TestClient[web.Request, web.Application]
     settings: Settings
-    store: ConfigStore
+    store: ConfigStore[Entry]
     clock: FakeClock
     pages: list[str]
 
@@ -89,7 +92,10 @@ async def console(settings_factory: Callable[..., Settings]) -> AsyncIterator[Co
     settings = settings_factory(console_password=PASSWORD)
     changes = ConfigChanges()
     store = ConfigStore(
-        settings.config_topic, reader_config(settings, "console-test"), on_change=changes.notify
+        settings.config_topic,
+        reader_config(settings, "console-test"),
+        entry_type=Entry,
+        on_change=changes.notify,
     )
     writer = ConfigWriter(settings.config_topic, producer_config(settings, "console-test"))
     transport = AiohttpTransport(

@@ -16,11 +16,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from stream_wfm.cli.main import main
 from stream_wfm.kafka.config import reader_config
-from stream_wfm.retry.dlq import DeadLetter, DlqFilter, read_dead_letters, redrive
+from stream_wfm.retry.dead_letters import DlqEntry, DlqFilter, read_dead_letters
 from stream_wfm.retry.records import decode_retry_record
+from stream_wfm.retry.redrive import redrive
 from stream_wfm.service import Service
 from stream_wfm.settings import Settings
-from tests.conftest import Received, produce, produce_json, put_config, wait_until
+from tests.helpers.config import put_config
+from tests.helpers.receiver import Received
+from tests.helpers.topics import produce, produce_json
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +89,7 @@ def topic_values(settings: Settings, topic: str, timeout: float = 10.0) -> list[
         consumer.close()
 
 
-def ids(letters: list[DeadLetter]) -> list[str]:
+def ids(letters: list[DlqEntry]) -> list[str]:
     return [dl.record.event_id for dl in letters]
 
 

@@ -153,5 +153,6 @@ async def test_a_certificate_for_another_name_is_refused(
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert outcome.status_class == "connection_error"
     assert outcome.error is not None
+    assert outcome.error.startswith("connection error: SSLCertVerificationError: ")
     assert "certificate" in outcome.error.lower()
     assert hosts == []

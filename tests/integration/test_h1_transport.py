@@ -14,17 +14,18 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pytest
 
 from stream_wfm.delivery import destinations
 from stream_wfm.delivery import h1_transport as module
-from stream_wfm.delivery.h1_transport import DRAIN_LIMIT, IDLE_TIMEOUT_SECONDS, H1Transport
+from stream_wfm.delivery.h1_connection import DRAIN_LIMIT, IDLE_TIMEOUT_SECONDS, MAX_HEAD_BYTES
+from stream_wfm.delivery.h1_transport import H1Transport
 from stream_wfm.delivery.outcome import Outcome, OutcomeKind
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
-from tests.conftest import wait_until
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -417,6 +418,31 @@ async def test_an_informational_response_then_a_close_is_a_connection_error(
 
 # --- broken answers -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("a\r\nX-Injected: 1", "a header name or value contains CR or LF"),
+        ("\u20ac", "a header is not Latin-1 text"),
+    ],
+    ids=["crlf", "not-latin-1"],
+)
+async def test_a_request_that_cannot_be_encoded_is_a_connection_error(
+    make_transport: MakeTransport, value: str, error: str
+) -> None:
+    """Config validation refuses such headers; one that got through anyway is never
+    written (no request smuggling) and never raises out of send()."""
+    async with scripted_server() as srv:
+        transport = make_transport()
+        request = _request(srv.url())
+        bad = replace(request, headers=(("X-A", value), *request.headers))
+        outcome = await transport.send(bad)
+        after = await transport.send(request)
+    assert _is_connection_error(outcome), outcome
+    assert outcome.error == f"connection error: UnencodableRequestError: {error}"
+    assert after.kind is OutcomeKind.DELIVERED
+    assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize(
     "garbage",
     [
         b"NOT HTTP AT ALL\r\n\r\n",
@@ -424,7 +450,7 @@ async def test_an_informational_response_then_a_close_is_a_connection_error(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nX-Big: "
-        + b"a" * (module.MAX_HEAD_BYTES + 1)
+        + b"a" * (MAX_HEAD_BYTES + 1)
         + b"\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 3000,
     ],
@@ -440,7 +466,7 @@ async def test_a_malformed_answer_is_a_connection_error_and_the_next_request_rec
         await wait_until(lambda: 0 in srv.client_closed, QUICK, "the client closes connection 0")
     assert _is_connection_error(outcome), outcome
     assert outcome.error is not None
-    assert outcome.error.startswith("connection error")
+    assert outcome.error.startswith("connection error: ProtocolError: ")
     assert after.kind is OutcomeKind.DELIVERED
     assert srv.connections() == [0, 1]
 
@@ -476,6 +502,9 @@ async def test_a_connection_closed_before_the_response_ends_is_a_connection_erro
         outcome = await transport.send(_request(srv.url()))
         after = await transport.send(_request(srv.url()))
     assert _is_connection_error(outcome), outcome
+    assert outcome.error == (
+        "connection error: IncompleteResponseError: connection closed before the response"
+    )
     assert after.kind is OutcomeKind.DELIVERED
     assert srv.connections() == [0, 1]
 
@@ -601,7 +630,8 @@ async def test_send_after_close_is_a_connection_error(make_transport: MakeTransp
         # The idle connection is closed too.
         await wait_until(lambda: 0 in srv.client_closed, QUICK, "the client closes connection 0")
     assert _is_connection_error(outcome), outcome
-    assert _is_connection_error(response.outcome)
+    assert outcome.error == "connection error: ConnectionError: transport closed"
+    assert response.outcome == outcome
     assert response.body_preview == b""
     assert len(srv.requests) == 1
 

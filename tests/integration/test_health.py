@@ -10,7 +10,8 @@ import pytest
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.service import Service
-from tests.conftest import unique_settings, wait_until
+from tests.helpers.settings import unique_settings
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The real service's logs (issue 5 item 3): JSON lines with account, event id and outcome,
+"""The real service's logs: JSON lines with account, event id and outcome,
 and no integration header value anywhere, whatever happens to the deliveries and the config.
 """
 
@@ -14,7 +14,11 @@ import pytest
 from confluent_kafka import Producer
 
 from stream_wfm.settings import Settings
-from tests.conftest import Received, ServiceProcess, produce_json, put_config, wait_until
+from tests.helpers.config import put_config
+from tests.helpers.receiver import Received
+from tests.helpers.service import ServiceUnderTest
+from tests.helpers.topics import produce_json
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +73,7 @@ def parse_lines(text: str) -> list[dict[str, Any]]:
 async def test_no_header_value_in_the_logs(
     settings_factory: Callable[..., Settings],
     receiver_factory: Any,
-    service_process: Callable[..., ServiceProcess],
+    service_process: Callable[..., ServiceUnderTest],
 ) -> None:
     settings = settings_factory(retry_backoff="1s,2s")
     attempts: Counter[str] = Counter()
@@ -125,7 +129,7 @@ async def test_no_header_value_in_the_logs(
     assert attempts["dlq-1"] == 1
 
     svc.stop()
-    assert svc.proc.returncode == 0
+    assert svc.poll() == 0
     text = svc.logs()
     for secret in SECRETS:
         assert secret not in text, f"a header value ({secret[:12]}...) is in the service's logs"

@@ -1,4 +1,4 @@
-"""The pipeline running for real: broker → service → HTTP receiver (SPEC §4, §5, §7)."""
+"""The pipeline running for real: broker → service → HTTP receiver (docs/contract.md §4, §5, §7)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,9 @@ import pytest
 from stream_wfm.events import AGENT_STATE_FIELDS, CALL_FIELDS
 from stream_wfm.retry.records import decode_dlq_record
 from stream_wfm.service import Service
-from tests.conftest import (
-    delete_config,
-    produce,
-    produce_json,
-    put_all_states_config,
-    put_config,
-    read_topic,
-    wait_until,
-)
+from tests.helpers.config import delete_config, put_all_states_config, put_config
+from tests.helpers.topics import produce, produce_json, read_topic
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -53,7 +47,8 @@ def state(account: str, agent: str, event_type: str, aux: str = "", **more: Any)
 
 
 async def test_every_filter_rule(settings_factory: Any, receiver_factory: Any) -> None:
-    """SPEC §4 end to end: what each selection lets through, and why the rest is filtered."""
+    """docs/contract.md §4 end to end: what each selection lets through, and why the rest
+    is filtered."""
     settings = settings_factory()
     rec = await receiver_factory()
     base = {"send_body_as_json": True}
@@ -150,7 +145,8 @@ async def test_every_filter_rule(settings_factory: Any, receiver_factory: Any) -
 
 
 async def test_formats_byte_for_byte(settings_factory: Any, receiver_factory: Any) -> None:
-    """SPEC §5: JSON body and URL-encoded query, field order, merge with a configured query."""
+    """docs/contract.md §5: JSON body and URL-encoded query, field order, merge with a
+    configured query."""
     settings = settings_factory()
     rec = await receiver_factory()
     put_config(

@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    Receiver,
-    first_seen_order_per_agent,
-    numbered_events,
-    produce_json,
-    put_all_states_config,
-    wait_until,
-)
+from tests.helpers.config import put_all_states_config
+from tests.helpers.events import first_seen_order_per_agent, numbered_events
+from tests.helpers.receiver import Receiver
+from tests.helpers.topics import produce_json
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +60,8 @@ async def test_sigterm_drains_in_flight_and_commits(
     await rec.wait_count(20, timeout=30)
     started = time.monotonic()
     svc.terminate()
-    await wait_until(lambda: svc.proc.poll() is not None, 15, "service exit")
-    code = svc.proc.returncode
+    await wait_until(lambda: svc.poll() is not None, 15, "service exit")
+    code = svc.poll()
     took = time.monotonic() - started
     delivered_before_exit = len(rec.requests)
     assert code == 0, svc.logs()[-2000:]

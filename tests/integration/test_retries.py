@@ -1,4 +1,4 @@
-"""Retry tiers and dead letters on the real broker (SPEC §6, issue 4)."""
+"""Retry tiers and dead letters on the real broker (docs/contract.md §6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 
 from stream_wfm.retry.records import decode_dlq_record, decode_retry_record
 from stream_wfm.service import Service
-from tests.conftest import Received, produce_json, put_config, read_topic, wait_until
+from tests.helpers.config import put_config
+from tests.helpers.receiver import Received
+from tests.helpers.topics import produce_json, read_topic
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SECRET = "Basic c3VwZXI6c2VjcmV0LXZhbHVl"
@@ -63,7 +66,7 @@ async def test_500_500_200_is_delivered_on_the_third_attempt(
     async with Service(settings) as service:
         produce_json(settings, settings.agent_events_topic, [login(event_id="evt-1")])
         reqs = await rec.wait_count(3, timeout=30)
-        await wait_until(lambda: service._pipeline is not None and service._pipeline.pending == 0)
+        await wait_until(lambda: metric(service, "stream_wfm_pending_events") == 0)
         scheduled = {
             t: metric(service, "stream_wfm_retries_scheduled_total", tier=t) for t in ("1s", "2s")
         }
@@ -200,8 +203,7 @@ async def test_pending_retries_are_dropped_by_the_current_config(
         await wait_until(
             lambda: metric(service, "stream_wfm_retries_dropped_total", reason=reason) == 2, 30
         )
-        assert service._pipeline is not None
-        await wait_until(lambda: service._pipeline.pending == 0)  # type: ignore[union-attr]
+        await wait_until(lambda: metric(service, "stream_wfm_pending_events") == 0)
     assert len(rec.requests) == 2
     assert dead_letters(settings) == []
 
@@ -209,7 +211,7 @@ async def test_pending_retries_are_dropped_by_the_current_config(
 async def test_deleted_integration_drops_pending_retries(
     settings_factory: Any, receiver_factory: Any
 ) -> None:
-    from tests.conftest import delete_config
+    from tests.helpers.config import delete_config
 
     settings = settings_factory(retry_backoff="2s")
     rec = await receiver_factory(respond=scripted(503))

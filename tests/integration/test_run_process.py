@@ -1,5 +1,5 @@
-"""`stream-wfm run` as a process (SPEC §8): start-up errors, the embedded broker, SIGTERM,
-/healthz, /readyz, /metrics and the STREAM_WFM_KAFKA__* pass-through."""
+"""`stream-wfm run` as a process (docs/contract.md §8): start-up errors, the embedded
+broker, SIGTERM, /healthz, /readyz, /metrics and the STREAM_WFM_KAFKA__* pass-through."""
 
 from __future__ import annotations
 
@@ -14,21 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from stream_wfm import __version__
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
-from tests.conftest import (
-    TEST_KAFKA,
-    ServiceProcess,
-    produce_json,
-    put_config,
-    settings_env,
-    wait_until,
-)
+from tests.helpers.config import put_config
+from tests.helpers.service import ServiceUnderTest, named
+from tests.helpers.settings import TEST_KAFKA
+from tests.helpers.topics import produce_json
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,50 +48,22 @@ def run_to_exit(env: dict[str, str], cwd: Path, timeout: float = 20.0) -> tuple[
 
 @pytest.fixture
 def launch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., ServiceProcess]]:
+    service_process: Callable[..., ServiceUnderTest],
+) -> Iterator[Callable[..., ServiceUnderTest]]:
     """Start ``stream-wfm run`` with exactly the settings' environment plus ``env``.
 
     Runs in an empty directory (no stray ``.env``). Stops with SIGTERM so that an embedded
     broker the service started is stopped too (a SIGKILL would orphan it).
     """
-    monkeypatch.chdir(tmp_path)
-    started: list[ServiceProcess] = []
+    started: list[ServiceUnderTest] = []
 
-    def start(settings: Settings, **env: str) -> ServiceProcess:
-        proc = ServiceProcess(settings, **env)
-        own = {
-            **settings_env(settings),
-            "STREAM_WFM_HTTP_PORT": str(proc.port),
-            "STREAM_WFM_LOG_FORMAT": "json",
-        }
-        proc.env = clean_env(**{**own, **env})
-        started.append(proc.start())
-        return proc
+    def start(settings: Settings, **env: str) -> ServiceUnderTest:
+        started.append(service_process(settings, **env))
+        return started[-1]
 
     yield start
-    for proc in started:
-        if proc.proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.proc.kill()
-                proc.proc.wait(10)
-
-
-def samples(proc: ServiceProcess) -> list[Sample]:
-    status, text = proc.get("/metrics")
-    assert status == 200, text
-    return [s for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def named(all_samples: list[Sample], name: str, **labels: str) -> list[Sample]:
-    return [
-        s
-        for s in all_samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
+    for service in started:
+        service.stop()
 
 
 # --- start-up errors ----------------------------------------------------------------------
@@ -160,15 +128,13 @@ def test_invalid_kafka_property_is_one_line_naming_it(
 
 
 async def test_without_bootstrap_servers_runs_the_embedded_broker_and_stops_on_sigterm(
-    launch: Callable[..., ServiceProcess],
+    launch: Callable[..., ServiceUnderTest],
 ) -> None:
     settings = Settings(http_host="127.0.0.1", kafka=dict(TEST_KAFKA))
     assert settings.bootstrap_servers is None
     svc = launch(settings)
     await wait_until(
-        lambda: (
-            "started the embedded development broker" in svc.logs() or svc.proc.poll() is not None
-        ),
+        lambda: "started the embedded development broker" in svc.logs() or svc.poll() is not None,
         20,
         "embedded broker announcement",
     )
@@ -181,8 +147,8 @@ async def test_without_bootstrap_servers_runs_the_embedded_broker_and_stops_on_s
     assert svc.get("/healthz")[0] == 200
 
     svc.terminate()
-    await wait_until(lambda: svc.proc.poll() is not None, 20, "exit after SIGTERM")
-    assert svc.proc.returncode == 0, svc.logs()[-3000:]
+    await wait_until(lambda: svc.poll() is not None, 20, "exit after SIGTERM")
+    assert svc.poll() == 0, svc.logs()[-3000:]
     assert "Traceback" not in svc.logs()
     # The embedded broker went down with the service.
     with pytest.raises(ConnectionRefusedError), socket.create_connection((host, port), 2):
@@ -195,7 +161,7 @@ async def test_without_bootstrap_servers_runs_the_embedded_broker_and_stops_on_s
 async def test_health_readiness_and_metrics(
     settings_factory: Callable[..., Settings],
     receiver_factory: Any,
-    launch: Callable[..., ServiceProcess],
+    launch: Callable[..., ServiceUnderTest],
 ) -> None:
     settings = settings_factory()
     missing = f"config-late-{uuid.uuid4().hex[:8]}"
@@ -216,7 +182,7 @@ async def test_health_readiness_and_metrics(
     )
     status, body = svc.get("/healthz")
     assert (status, body) == (200, "ok\n")
-    assert named(samples(svc), "stream_wfm_ready") == [
+    assert named(svc.samples(), "stream_wfm_ready") == [
         Sample("stream_wfm_ready", {}, 0.0, None, None)
     ]
 
@@ -241,15 +207,15 @@ async def test_health_readiness_and_metrics(
     topic = late.agent_events_topic
     await wait_until(
         lambda: (
-            len(named(samples(svc), "stream_wfm_consumer_lag", topic=topic)) == 4
-            and sum(s.value for s in named(samples(svc), "stream_wfm_consumer_lag", topic=topic))
+            len(named(svc.samples(), "stream_wfm_consumer_lag", topic=topic)) == 4
+            and sum(s.value for s in named(svc.samples(), "stream_wfm_consumer_lag", topic=topic))
             == 0
         ),
         20,
         "lag reported for every partition and back to 0 after the commit",
     )
 
-    got = samples(svc)
+    got = svc.samples()
     assert named(got, "stream_wfm_build_info") == [
         Sample("stream_wfm_build_info", {"version": __version__}, 1.0, None, None)
     ]
@@ -269,7 +235,7 @@ async def test_health_readiness_and_metrics(
 
 async def test_kafka_pass_through_reaches_every_client(
     settings_factory: Callable[..., Settings],
-    launch: Callable[..., ServiceProcess],
+    launch: Callable[..., ServiceUnderTest],
 ) -> None:
     """STREAM_WFM_KAFKA__* (upper or lower case) applies to every client, over the service's
     defaults: librdkafka's `debug=conf` dump shows each client's configuration."""
@@ -294,7 +260,7 @@ async def test_kafka_pass_through_reaches_every_client(
 
 async def test_sigterm_while_waiting_for_the_config_topic(
     settings_factory: Callable[..., Settings],
-    launch: Callable[..., ServiceProcess],
+    launch: Callable[..., ServiceUnderTest],
 ) -> None:
     settings = settings_factory()
     missing = f"config-never-{uuid.uuid4().hex[:8]}"
@@ -302,8 +268,8 @@ async def test_sigterm_while_waiting_for_the_config_topic(
     await wait_until(lambda: missing in svc.get("/readyz")[1], 20, "/readyz names the topic")
     svc.terminate()
     try:
-        await wait_until(lambda: svc.proc.poll() is not None, 5, "exit after SIGTERM")
+        await wait_until(lambda: svc.poll() is not None, 5, "exit after SIGTERM")
     finally:
-        if svc.proc.poll() is None:
+        if svc.poll() is None:
             svc.kill9()  # no embedded broker here: nothing is orphaned
-    assert svc.proc.returncode == 0
+    assert svc.poll() == 0

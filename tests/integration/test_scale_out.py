@@ -1,4 +1,4 @@
-"""Scale-out evidence (issue 5): three instances in one group, one added and one removed
+"""Scale-out: three instances in one group, one added and one removed
 mid-stream, zero events lost."""
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    ServiceProcess,
-    first_seen_order_per_agent,
-    numbered_events,
-    produce_json,
-    put_all_states_config,
-    read_topic,
-    wait_until,
-)
+from tests.helpers.config import put_all_states_config
+from tests.helpers.events import first_seen_order_per_agent, numbered_events
+from tests.helpers.service import ServiceUnderTest
+from tests.helpers.topics import produce_json, read_topic
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +25,11 @@ async def test_three_instances_then_one_added_and_one_removed_mid_stream(
     rec = await receiver_factory(delay=0.002)
     put_all_states_config(settings, rec.url())
     topic = settings.agent_events_topic
-    members: list[ServiceProcess] = [await service_process(settings).wait_ready() for _ in range(3)]
+    members: list[ServiceUnderTest] = [
+        await service_process(settings).wait_ready() for _ in range(3)
+    ]
 
-    def assigned(svc: ServiceProcess) -> float:
+    def assigned(svc: ServiceUnderTest) -> float:
         return svc.metric("stream_wfm_assigned_partitions", topic=topic)
 
     await wait_until(

@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from stream_wfm.service import Service
-from tests.conftest import produce_json, put_config
+from tests.helpers.config import put_config
+from tests.helpers.topics import produce_json
 
 pytestmark = pytest.mark.integration
 

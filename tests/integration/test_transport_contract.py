@@ -1,4 +1,4 @@
-"""The delivery contract (SPEC §5, DESIGN "Transport interface"), run against every
+"""The delivery contract (docs/contract.md §5; docs/design.md on the transports), run against every
 shipped transport: the same tests, a real HTTP receiver on 127.0.0.1.
 """
 
@@ -27,10 +27,11 @@ from stream_wfm.delivery.request import (
     host_key_of,
 )
 from stream_wfm.delivery.transport import Transport
-from stream_wfm.delivery.transports import available_transports, create_transport
+from stream_wfm.delivery.transport_factory import available_transports, create_transport
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import validate_config
-from tests.conftest import Received, Receiver, wait_until
+from tests.helpers.receiver import Received, Receiver
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -380,7 +381,7 @@ async def test_header_names_keep_their_case(
 ) -> None:
     """HTTP field names are case-insensitive (RFC 9110 §5.1), but receivers that look
     them up in a plain dict exist (this project's own test receivers did): the names go
-    out as configured, ``X-WFM-Event-Id`` as SPEC §5 spells it."""
+    out as configured, ``X-WFM-Event-Id`` as docs/contract.md §5 spells it."""
     if "pyreqwest" in request.node.callspec.id:
         request.applymarker(
             pytest.mark.xfail(
@@ -499,6 +500,10 @@ async def test_guard_refuses_loopback_by_ip_and_by_name(
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.reason == "destination_not_allowed"
     assert outcome.status_class == "destination_not_allowed"
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"destination not allowed: {host} ")
+    if host == "127.0.0.1":
+        assert outcome.error == "destination not allowed: 127.0.0.1 is a loopback address"
     assert rec.requests == []
     # Asked again (cached or not), still refused.
     again = await transport.send(_request(f"http://{host}:{rec.port}/hook"))

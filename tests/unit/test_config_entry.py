@@ -3,9 +3,9 @@ model dropped and re-parsed from the record's bytes when something needs it."""
 
 from __future__ import annotations
 
+from stream_wfm.delivery.templates import TemplatedEntry as Entry
 from stream_wfm.events import EventKind
 from stream_wfm.integrations.model import config_to_record_value, validate_config
-from stream_wfm.integrations.store import Entry
 
 
 def _config() -> dict[str, object]:

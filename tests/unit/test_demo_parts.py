@@ -49,7 +49,7 @@ def test_sample_stream_is_realistic_and_deterministic() -> None:
             invalid += 1
             continue
         data = orjson.loads(record.value)
-        # Fields in the SPEC's order, values as strings (external_agent_id may be null).
+        # Fields in the contract's order, values as strings (external_agent_id may be null).
         assert [k for k in data if k != "event_id"] == [
             f for f in payload_fields(event) if f in data
         ]

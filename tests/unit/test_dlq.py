@@ -10,20 +10,13 @@ from dataclasses import replace
 import pytest
 
 from stream_wfm.cli.dlq import parse_time
-from stream_wfm.cli.progress import render
 from stream_wfm.events import EventKind
-from stream_wfm.retry.dlq import (
-    DeadLetter,
-    DlqFilter,
-    RedriveError,
-    _Newest,
-    _Pacer,
-    redrive,
-    redrive_record,
-    skip_reason,
-)
+from stream_wfm.retry.dead_letters import DlqEntry, DlqFilter, _Newest
+from stream_wfm.retry.exceptions import RedriveError
 from stream_wfm.retry.records import DlqRecord, SourceRecord
+from stream_wfm.retry.redrive import _Pacer, redrive, redrive_record, skip_reason
 from stream_wfm.settings import Settings
+from stream_wfm.terminal.progress import render
 
 T0 = 1_764_064_800_000  # 2025-11-25T10:00:00Z
 
@@ -35,14 +28,14 @@ def letter(
     offset: int = 0,
     partition: int = 0,
     first_attempt_at_ms: int | None = T0 - 5,
-) -> DeadLetter:
+) -> DlqEntry:
     source = SourceRecord("wfm.agent-events", 3, 42, b"15300002:7", b'{"a":1}', T0 - 10)
     record = DlqRecord(
         source=source, account_id=account_id, event_id=f"e-{offset}", kind=EventKind.AGENT,
         attempts=1, reason=reason, detail=None, last_error="HTTP 400", last_status=400,
         first_attempt_at_ms=first_attempt_at_ms, dead_lettered_at_ms=at_ms,
     )  # fmt: skip
-    return DeadLetter("wfm.webhooks.dlq", partition, offset, at_ms, record)
+    return DlqEntry("wfm.webhooks.dlq", partition, offset, at_ms, record)
 
 
 @pytest.mark.parametrize(
@@ -163,9 +156,12 @@ def test_redrive_stops_and_reports_when_the_producer_refuses_a_record(
     settings = Settings(bootstrap_servers="127.0.0.1:1", kafka={"message.max.bytes": "2000"})
     big = letter(offset=1)
     big_source = SourceRecord("wfm.agent-events", 0, 1, b"k", b"x" * 5000, T0)
-    big = DeadLetter(big.topic, 0, 1, T0, replace(big.record, source=big_source))
+    big = DlqEntry(big.topic, 0, 1, T0, replace(big.record, source=big_source))
     letters = [letter(offset=0, reason="invalid_event", account_id=None), big, letter(offset=2)]
-    with caplog.at_level(logging.INFO, "stream_wfm.retry.dlq"), pytest.raises(RedriveError) as info:
+    with (
+        caplog.at_level(logging.INFO, "stream_wfm.retry.redrive"),
+        pytest.raises(RedriveError) as info,
+    ):
         redrive(settings, letters)
     report = info.value.report
     assert (report.planned, report.redriven, report.skipped) == (2, 0, 1)

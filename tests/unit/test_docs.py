@@ -1,4 +1,5 @@
-"""The settings and metrics tables generated from the code, and README.md kept in step."""
+"""The tables generated from the code (settings, metrics, command line), and the
+documentation that holds them kept in step with the code."""
 
 from __future__ import annotations
 
@@ -11,24 +12,34 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from stream_wfm.ops.docs import (
+from stream_wfm.doc_tables import (
+    CLI_MARKERS,
+    HOMES,
     METRICS_MARKERS,
     MISSING,
     SETTINGS_MARKERS,
+    TABLES,
     DocsError,
+    cli_commands,
+    cli_table,
     main,
+    markers,
     metrics_table,
-    render_readme,
+    render,
     settings_table,
     undocumented_settings,
-    update_readme,
+    update_file,
 )
 from stream_wfm.ops.histogram import LoopHistogram
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-REGENERATE = "python -m stream_wfm.ops.docs"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+CONTRACT = ROOT / "docs" / "contract.md"
+#: The repository's own documentation (what its tests below keep honest).
+DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy" / "README.md"]
+REGENERATE = "python -m stream_wfm.doc_tables"
 
 
 def table_rows(table: str) -> list[list[str]]:
@@ -170,7 +181,48 @@ def test_no_account_id_label() -> None:
     assert "account_id" not in metrics_table()
 
 
-# --- README ----------------------------------------------------------------------------------
+# --- command line --------------------------------------------------------------------------
+
+
+def cli_rows() -> dict[str, list[str]]:
+    rows = table_rows(cli_table())
+    return {code_spans(row[0])[0]: row for row in rows}
+
+
+def test_every_command_has_a_row() -> None:
+    commands = [command for command, *_ in cli_commands()]
+    assert len(commands) == len(set(commands))
+    usages = list(cli_rows())
+    assert len(usages) == len(commands)
+    for command, usage in zip(commands, usages, strict=True):
+        assert usage == command or usage.startswith(f"{command} ")
+    assert {"stream-wfm run", "stream-wfm demo", "stream-wfm config put"} <= set(commands)
+
+
+@pytest.mark.parametrize(
+    ("usage", "options"),
+    [
+        ("stream-wfm run", MISSING),
+        ("stream-wfm topics create", MISSING),
+        ("stream-wfm config put ACCOUNT_ID --file FILE", MISSING),
+        ("stream-wfm config get ACCOUNT_ID", "`--show-secrets`"),
+        ("stream-wfm config validate --file FILE", MISSING),
+        ("stream-wfm demo", "`--keep-running`, `--rate N`, `--verbose`"),
+        ("stream-wfm receiver", "`--host HOST`, `--port PORT`"),
+    ],
+)
+def test_command_usage_and_options(usage: str, options: str) -> None:
+    row = cli_rows()[usage]
+    assert row[1] == options
+    assert row[2] not in ("", MISSING), "help text"
+
+
+def test_choices_are_shown_and_escaped() -> None:
+    row = cli_rows()["stream-wfm bench"]
+    assert r"`--format json\|urlencoded`" in row[1]
+
+
+# --- files ---------------------------------------------------------------------------------
 
 SAMPLE = f"""# Title
 
@@ -189,17 +241,27 @@ End.
 """
 
 
-def test_update_readme_replaces_only_between_the_markers(tmp_path: Path) -> None:
-    path = tmp_path / "README.md"
+def test_update_file_replaces_only_between_the_markers(tmp_path: Path) -> None:
+    path = tmp_path / "contract.md"
     path.write_text(SAMPLE)
-    assert update_readme(path) is True
+    assert update_file(path) is True
     text = path.read_text()
     assert text.startswith("# Title\n\nIntro | with a pipe.\n\n" + SETTINGS_MARKERS[0] + "\n")
     assert f"\n{settings_table()}\n{SETTINGS_MARKERS[1]}\n\nBetween.\n\n" in text
     assert f"{METRICS_MARKERS[0]}\n{metrics_table()}\n{METRICS_MARKERS[1]}\n\nEnd.\n" in text
     assert "old settings" not in text
-    assert update_readme(path) is False
+    assert CLI_MARKERS[0] not in text, "only the tables whose markers the file holds"
+    assert update_file(path) is False
     assert path.read_text() == text
+
+
+def test_each_table_has_its_own_markers() -> None:
+    assert markers("settings") == SETTINGS_MARKERS
+    assert len({m for name in TABLES for m in markers(name)}) == 2 * len(TABLES)
+    for names in HOMES.values():
+        assert set(names) <= set(TABLES)
+    homed = [name for names in HOMES.values() for name in names]
+    assert sorted(homed) == sorted(TABLES), "every table lives in exactly one file"
 
 
 @pytest.mark.parametrize(
@@ -209,15 +271,22 @@ def test_update_readme_replaces_only_between_the_markers(tmp_path: Path) -> None
         SAMPLE.replace(METRICS_MARKERS[0], ""),
         SAMPLE.replace(f"{METRICS_MARKERS[0]}\n{METRICS_MARKERS[1]}", METRICS_MARKERS[1]),
         SAMPLE + METRICS_MARKERS[0],
+        "no markers at all\n",
     ],
 )
 def test_markers_missing_or_misplaced(broken: str) -> None:
     with pytest.raises(DocsError):
-        render_readme(broken)
+        render(broken)
+
+
+def test_required_tables_must_have_markers() -> None:
+    render(SAMPLE, ["settings", "metrics"])
+    with pytest.raises(DocsError, match="cli-table:start"):
+        render(SAMPLE, ["cli"])
 
 
 def test_main_check_and_update(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "README.md"
+    path = tmp_path / "contract.md"
     path.write_text(SAMPLE)
     assert main(["--check", str(path)]) == 1
     assert REGENERATE in capsys.readouterr().err
@@ -230,31 +299,100 @@ def test_main_check_and_update(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["--check", str(tmp_path / "absent.md")]) == 2
 
 
+def test_main_without_paths_checks_every_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for home, names in HOMES.items():
+        (tmp_path / home).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / home).write_text("".join(f"{a}\n{b}\n" for a, b in map(markers, names)))
+    assert main(["--check"]) == 1
+    assert main([]) == 0
+    capsys.readouterr()
+    assert main(["--check"]) == 0
+    assert capsys.readouterr().out.count("up to date") == len(HOMES)
+    (tmp_path / "README.md").write_text("the markers are gone\n")
+    assert main(["--check"]) == 2
+
+
 def test_runs_as_a_module(tmp_path: Path) -> None:
-    path = tmp_path / "README.md"
-    path.write_text(SAMPLE)
+    path = tmp_path / "contract.md"
+    path.write_text(SAMPLE + f"{CLI_MARKERS[0]}\n{CLI_MARKERS[1]}\n")
     done = subprocess.run(
-        [sys.executable, "-m", "stream_wfm.ops.docs", str(path)],
+        [sys.executable, "-m", "stream_wfm.doc_tables", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    # Not compared with settings_table(): the subprocess imports the code afresh.
+    # Not compared with the tables of this process: the subprocess imports the code afresh.
     text = path.read_text()
     assert "| `STREAM_WFM_BOOTSTRAP_SERVERS` | unset |" in text
     assert "| `stream_wfm_deliveries_total` | counter |" in text
+    assert "| `stream-wfm run` |" in text
 
 
-def test_readme_tables_are_up_to_date() -> None:
-    text = README.read_text(encoding="utf-8")
+@pytest.mark.parametrize(("home", "names"), list(HOMES.items()))
+def test_generated_tables_are_up_to_date(home: str, names: tuple[str, ...]) -> None:
+    text = (ROOT / home).read_text(encoding="utf-8")
     try:
-        fresh = render_readme(text)
+        fresh = render(text, names)
     except DocsError as exc:
-        pytest.fail(
-            f"README.md cannot hold the generated tables ({exc}): add the markers "
-            f"{SETTINGS_MARKERS} and {METRICS_MARKERS}, then run {REGENERATE}"
-        )
+        pytest.fail(f"{home} cannot hold its generated tables {names} ({exc}): run {REGENERATE}")
     if fresh != text:
-        pytest.fail(f"README.md's settings/metrics tables are stale: run {REGENERATE}")
+        pytest.fail(f"{home}: the generated tables are stale: run {REGENERATE}")
+
+
+# --- the documentation itself ----------------------------------------------------------------
+
+
+def test_contract_keeps_its_section_numbers() -> None:
+    """Code comments cite the contract as ``docs/contract.md §N``: the numbers stay."""
+    headings = re.findall(r"^## (\d+)\. (.+)$", CONTRACT.read_text(encoding="utf-8"), re.M)
+    numbers = [int(number) for number, _ in headings]
+    assert numbers == list(range(1, len(numbers) + 1))
+    titles = dict((int(number), title) for number, title in headings)
+    assert titles[1] == "Topics"
+    assert titles[6].startswith("Retries and dead letters")
+    assert titles[9] == "Admin console"
+    assert len(numbers) >= 9
+
+
+def test_contract_names_every_command_and_option() -> None:
+    text = CONTRACT.read_text(encoding="utf-8")
+    for command, _help, required, optional in cli_commands():
+        assert f"`{command}" in text, command
+        for argument in [*required, *optional]:
+            flag = argument.split(" ")[0]
+            if flag.startswith("--"):
+                assert re.search(rf"[`\s]{re.escape(flag)}\b", text), f"{command} {flag}"
+
+
+def test_documented_settings_and_metrics_exist() -> None:
+    settings = {f"STREAM_WFM_{name.upper()}" for name in Settings.model_fields}
+    metrics = Metrics(CollectorRegistry())
+    known = exported_names(metrics) | {family.name for family in metrics.registry.collect()}
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        for name in set(re.findall(r"\bSTREAM_WFM_[A-Z0-9_]*[A-Z0-9]", text)):
+            if name != "STREAM_WFM_KAFKA" and not name.startswith("STREAM_WFM_KAFKA__"):
+                assert name in settings, f"{path.name}: {name} is not a setting"
+        for name in set(re.findall(r"\bstream_wfm_[a-z0-9_]*[a-z0-9]", text)):
+            assert name in known, f"{path.name}: {name} is not a metric"
+
+
+def test_relative_links_lead_to_files_that_exist() -> None:
+    for path in DOC_FILES:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (path.parent / target).exists(), f"{path.relative_to(ROOT)} links to {target}"
+
+
+def test_documentation_stays_inside_the_repository() -> None:
+    outside = re.compile(r"\bSPEC\b|SPEC\.md|DESIGN\.md|BROKER-NOTES|steering repository")
+    files = [*DOC_FILES, *sorted((ROOT / "schemas").glob("*.json")), ROOT / "docker-compose.yml"]
+    for path in files:
+        found = outside.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.relative_to(ROOT)} refers to {found[0]}"

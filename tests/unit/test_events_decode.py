@@ -1,4 +1,4 @@
-"""SPEC §2: decoding input records into events."""
+"""docs/contract.md §2: decoding input records into events."""
 
 from __future__ import annotations
 

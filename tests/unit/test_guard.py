@@ -1,4 +1,5 @@
-"""SPEC §8: addresses a webhook may not reach (the pure part of the destination guard)."""
+"""docs/contract.md §8: addresses a webhook may not reach (the pure part of the destination
+guard)."""
 
 from __future__ import annotations
 

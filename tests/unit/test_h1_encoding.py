@@ -15,12 +15,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from stream_wfm.delivery.h1_wire import (
-    UnencodableRequestError,
-    encode_request,
-    host_header,
-    request_target,
-)
+from stream_wfm.delivery.exceptions import UnencodableRequestError
+from stream_wfm.delivery.h1_wire import encode_request, host_header, request_target
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
 
 

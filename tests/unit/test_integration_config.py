@@ -1,4 +1,4 @@
-"""SPEC §3: integration config validation, serialisation and secrecy."""
+"""docs/contract.md §3: integration config validation, serialisation and secrecy."""
 
 from __future__ import annotations
 

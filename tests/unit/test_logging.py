@@ -1,4 +1,4 @@
-"""Structured logs (issue 5 item 3): JSON lines, text format, extras, and redaction of URL
+"""Structured logs: JSON lines, text format, extras, and redaction of URL
 credentials and credential header values everywhere in a line."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC §5/§6: outcome classification and Retry-After parsing."""
+"""docs/contract.md §5/§6: outcome classification and Retry-After parsing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    DestinationRefusedError,
+    IncompleteResponseError,
+    NoResponseError,
+    ProtocolError,
+    UnencodableRequestError,
+)
 from stream_wfm.delivery.outcome import (
     MAX_RETRY_AFTER_SECONDS,
     Outcome,
@@ -16,9 +25,11 @@ from stream_wfm.delivery.outcome import (
     classify_status,
     connection_error_outcome,
     destination_not_allowed_outcome,
+    outcome_for_error,
     parse_retry_after,
     timeout_outcome,
 )
+from stream_wfm.errors import StreamWfmError
 from stream_wfm.ops.metrics import OUTCOMES, STATUS_CLASSES
 
 NOW = 1_764_061_200.0  # 2025-11-25 09:00:00 UTC
@@ -139,11 +150,112 @@ def test_destination_not_allowed() -> None:
         timeout_outcome(1),
         connection_error_outcome(OSError("x")),
         destination_not_allowed_outcome("x"),
+        outcome_for_error(ProtocolError("x")),
+        outcome_for_error(IncompleteResponseError("x")),
+        outcome_for_error(UnencodableRequestError("x")),
     ],
 )
 def test_labels_are_the_metrics_closed_sets(outcome: Outcome) -> None:
     assert outcome.status_class in STATUS_CLASSES
     assert outcome.kind.value in OUTCOMES
+
+
+# --- errors → outcomes --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            DeliveryTimeoutError(10),
+            Outcome(OutcomeKind.RETRYABLE, None, "timeout after 10s", "timeout"),
+        ),
+        (
+            ConnectionFailedError(cause=ConnectionRefusedError(111, "Connection refused")),
+            Outcome(
+                OutcomeKind.RETRYABLE,
+                None,
+                "connection error: ConnectionRefusedError: [Errno 111] Connection refused",
+                "connection_error",
+            ),
+        ),
+        (
+            ProtocolError("invalid HTTP response: Invalid status code"),
+            Outcome(
+                OutcomeKind.RETRYABLE,
+                None,
+                "connection error: ProtocolError: invalid HTTP response: Invalid status code",
+                "connection_error",
+            ),
+        ),
+        (
+            IncompleteResponseError("connection closed before the response"),
+            Outcome(
+                OutcomeKind.RETRYABLE,
+                None,
+                "connection error: IncompleteResponseError: connection closed before the response",
+                "connection_error",
+            ),
+        ),
+        (
+            UnencodableRequestError("a header name or value contains CR or LF"),
+            Outcome(
+                OutcomeKind.RETRYABLE,
+                None,
+                "connection error: UnencodableRequestError: a header name or value contains CR "
+                "or LF",
+                "connection_error",
+            ),
+        ),
+        (
+            DestinationRefusedError("h resolves to a private address"),
+            Outcome(
+                OutcomeKind.PERMANENT,
+                None,
+                "destination not allowed: h resolves to a private address",
+                "destination_not_allowed",
+                None,
+                "destination_not_allowed",
+            ),
+        ),
+    ],
+)
+def test_outcome_for_error(error: NoResponseError, expected: Outcome) -> None:
+    assert outcome_for_error(error) == expected
+    assert isinstance(error, StreamWfmError)
+    assert error.retriable is expected.retriable
+
+
+def test_the_shorthands_are_outcome_for_error() -> None:
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert timeout_outcome(2.5) == outcome_for_error(DeliveryTimeoutError(2.5))
+    assert connection_error_outcome(refused) == outcome_for_error(
+        ConnectionFailedError(cause=refused)
+    )
+    assert destination_not_allowed_outcome("x") == outcome_for_error(DestinationRefusedError("x"))
+    # A delivery error given as a cause keeps its own name in the text.
+    assert connection_error_outcome(ProtocolError("x")) == outcome_for_error(ProtocolError("x"))
+
+
+class _Refusal(NoResponseError):
+    """Not a type outcome_for_error knows: it reads the flags."""
+
+    retriable = False
+    reason = "some_reason"
+    status_class = "destination_not_allowed"
+
+
+def test_outcome_for_error_reads_the_flags_not_the_type() -> None:
+    outcome = outcome_for_error(_Refusal("line one\nline two " + "x" * 500))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert outcome.reason == "some_reason"
+    assert outcome.status_class == "destination_not_allowed"
+    assert outcome.error is not None
+    assert outcome.error.startswith("line one line two xxx")
+    assert len(outcome.error) == 200
+    assert outcome_for_error(ConnectionFailedError()).error == (
+        "connection error: ConnectionFailedError"
+    )
 
 
 # --- Retry-After --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""SPEC §5: the webhook request built for an event."""
+"""docs/contract.md §5: the webhook request built for an event."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream_wfm import __version__
+from stream_wfm.delivery.exceptions import UnformattableEventError
 from stream_wfm.delivery.request import (
     DEFAULT_USER_AGENT,
     RequestTemplate,
-    UnformattableEventError,
     WebhookRequest,
     compile_template,
     form_encode,

@@ -1,4 +1,4 @@
-"""SPEC §6: the retry policy (tiers, due times, when to dead-letter)."""
+"""docs/contract.md §6: the retry policy (tiers, due times, when to dead-letter)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §6: retry and dead-letter record values."""
+"""docs/contract.md §6: retry and dead-letter record values."""
 
 from __future__ import annotations
 
@@ -113,6 +113,24 @@ def test_invalid_event_dlq_record() -> None:
         first_attempt_at_ms=None,
     )
     value = encode_dlq_record(record)
+    assert decode_dlq_record(value) == record
+    DLQ_VALIDATOR.validate(orjson.loads(value))
+
+
+def test_unreadable_retry_record_dlq_record_has_no_kind() -> None:
+    record = dlq_record(
+        SourceRecord("wfm.webhooks.retry.10s", 0, 7, None, b"garbage", None),
+        account_id=None,
+        event_id="wfm.webhooks.retry.10s:0:7",
+        kind=None,
+        attempts=0,
+        reason="invalid_retry_record",
+        detail="invalid retry record: not valid JSON",
+        last_error=None,
+        first_attempt_at_ms=None,
+    )
+    value = encode_dlq_record(record)
+    assert orjson.loads(value)["kind"] is None
     assert decode_dlq_record(value) == record
     DLQ_VALIDATOR.validate(orjson.loads(value))
 

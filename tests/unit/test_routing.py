@@ -1,4 +1,4 @@
-"""SPEC §4: which events are sent."""
+"""docs/contract.md §4: which events are sent."""
 
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ def _squash(text: str) -> str:
 
 
 def reference_decide(kind: str, event_type: str, aux: Any, cfg: dict[str, Any] | None) -> str:
-    """SPEC §4 written out independently; "send" means sent."""
+    """docs/contract.md §4 written out independently; "send" means sent."""
     if cfg is None:
         return "no_integration"
     if not cfg["enabled"]:

@@ -1,4 +1,5 @@
-"""Every shipped HTTP transport, by the name ``STREAM_WFM_HTTP_TRANSPORT`` uses.
+"""Makes HTTP transports: every shipped one, by the name ``STREAM_WFM_HTTP_TRANSPORT``
+uses. Each implements :class:`~stream_wfm.delivery.transport.Transport`.
 
 The same delivery contract tests run against each (``tests/integration/
 test_transport_contract.py``); ``stream-wfm bench`` measures each one's raw

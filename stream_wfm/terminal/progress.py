@@ -4,6 +4,8 @@ On a terminal the line is redrawn in place (at most every ``interval``
 seconds); elsewhere (a pipe, a CI log) a plain line is printed at most every
 ``plain_interval`` seconds, so logs stay readable. :meth:`ProgressBar.close`
 always leaves the final state on its own line.
+
+:class:`Phases` numbers a run's phases, one bar each (``stream-wfm bench``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ class ProgressBar:
         self._drawn = ""
 
     def update(self, done: int, total: int, suffix: str = "") -> None:
-        self._line = render(self._label, done, total, suffix)
+        self.show(render(self._label, done, total, suffix))
+
+    def show(self, line: str) -> None:
+        """Show ``line`` as the current state (drawn when the interval allows)."""
+        self._line = line
         now = self._clock()
         if self._last_draw is not None and now - self._last_draw < self._interval:
             return
@@ -71,3 +77,60 @@ class ProgressBar:
             self._stream.write("\n")
             self._stream.flush()
         self._line = self._drawn = ""
+
+
+class Phases:
+    """Numbered phases of a run, one :class:`ProgressBar` each:
+    ``[bench 2/7] label [####....] done/total  12.3s`` (``label...`` without a total).
+
+    ``plan(n)`` announces the number of phases; ``phase(label, total)`` starts the next one;
+    ``update(done)`` reports its progress; ``close()`` ends the last line. Disabled, it
+    prints nothing.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stream: TextIO | None = None,
+        *,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._name = name
+        self._stream = stream
+        self._enabled = enabled
+        self._clock = clock
+        self._started = clock()
+        self._planned = 0
+        self._number = 0
+        self._label = ""
+        self._total = 0
+        self._bar: ProgressBar | None = None
+
+    def plan(self, phases: int) -> None:
+        self._planned = phases
+
+    def phase(self, label: str, total: int = 0) -> None:
+        self.close()
+        self._number += 1
+        of = f"/{self._planned}" if self._planned else ""
+        self._label = f"[{self._name} {self._number}{of}] {label}"
+        self._total = total
+        if self._enabled:
+            self._bar = ProgressBar(self._label, self._stream, clock=self._clock)
+        self.update(0)
+
+    def update(self, done: int) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        elapsed = f"{self._clock() - self._started:.1f}s"
+        if self._total > 0:
+            bar.update(done, self._total, elapsed)
+        else:
+            bar.show(f"{self._label}...  {elapsed}")
+
+    def close(self) -> None:
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,249 @@
+"""h1's connections: one keep-alive HTTP/1.1 connection per request at a time, its
+response parsed by llhttp (``httptools``) as the bytes come, and the per-host pool.
+
+Used by :class:`~stream_wfm.delivery.h1_transport.H1Transport`, whose docstring states
+the contract (limits, reuse, what counts as a connection error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from stream_wfm.delivery.exceptions import IncompleteResponseError, ProtocolError
+from stream_wfm.delivery.h1_wire import host_header
+
+__all__ = ["DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "MAX_HEAD_BYTES", "Connection", "HostPool"]
+
+#: Response bodies are read up to this size; a larger one closes the connection.
+DRAIN_LIMIT: Final = 64 * 1024
+#: A response whose status line and headers are larger than this is a protocol error.
+MAX_HEAD_BYTES: Final = 64 * 1024
+#: Idle keep-alive connections are closed after this long (aiohttp's default too).
+IDLE_TIMEOUT_SECONDS: Final = 15.0
+
+_HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, the response parsed as it comes."""
+
+    def __init__(self, pool: HostPool) -> None:
+        self.generation = pool.generation
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        # The current exchange.
+        self.waiter: asyncio.Future[int] | None = None
+        self.deadline = 0.0  # loop time; checked by the transport's deadline ticker
+        self.status = 0
+        self.retry_after: str | None = None
+        self.framed = False  # Content-Length or chunked: the end is not the connection's
+        self.reusable = False
+        self.body_size = 0
+        self.received = 0  # bytes of this response so far (head, body, chunk framing)
+        self.head_size = 0  # header names and values so far
+        self.preview = b""
+        self.preview_limit = 0
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            self._fail(ProtocolError("data received with no request outstanding"))
+            return
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._complete(keep_alive=False)  # a 101 we did not ask for: its status is the answer
+            return
+        except HttpParserError as exc:
+            self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
+            return
+        if self.waiter is not None and self.received > MAX_HEAD_BYTES:
+            # Memory stays bounded whatever the server sends until the deadline.
+            if not self.status:
+                self._fail(ProtocolError(_HEAD_TOO_LARGE))  # the head has not even ended
+            elif self.received > MAX_HEAD_BYTES + DRAIN_LIMIT:
+                self._complete(keep_alive=False)  # e.g. chunk extensions without end
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is None:
+            return
+        if self.status and not self.framed:
+            self._complete(keep_alive=False)  # a close-delimited body ends here
+        else:
+            self._fail(exc or IncompleteResponseError("connection closed before the response"))
+
+    # --- parser callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.waiter is None:
+            # More bytes after a complete response (in the same read): never let them
+            # answer the next request. feed_data raises; data_received closes the connection.
+            raise ProtocolError("a response came with no request outstanding")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        lower = name.lower()
+        if lower == b"retry-after":
+            self.retry_after = value.decode("latin-1")
+        elif lower == b"content-length" or (
+            lower == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.head_size > MAX_HEAD_BYTES:
+            raise ProtocolError(_HEAD_TOO_LARGE)  # came in one read: see data_received
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if len(self.preview) < self.preview_limit:
+            self.preview += body[: self.preview_limit - len(self.preview)]
+        if self.body_size > DRAIN_LIMIT:
+            self._complete(keep_alive=False)  # not worth reading: close instead
+
+    def on_message_complete(self) -> None:
+        status = self.status
+        if 100 <= status < 200 and status != 101:
+            # An informational response (e.g. 103 Early Hints): the final one follows.
+            self.status = 0
+            self.retry_after = None
+            self.framed = False
+            return
+        # After a 101 (an upgrade nobody asked for) the connection no longer speaks HTTP/1.1.
+        self._complete(status != 101 and self.parser.should_keep_alive())
+
+    # --- exchanges -------------------------------------------------------------------------
+    def start(
+        self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, preview: int
+    ) -> asyncio.Future[int]:
+        """Send ``data``; the future resolves with the final status, or fails (a
+        :class:`TimeoutError` when :meth:`expire` is called)."""
+        transport = self.transport
+        assert transport is not None
+        waiter: asyncio.Future[int] = loop.create_future()
+        self.waiter = waiter
+        self.deadline = deadline
+        self.status = 0
+        self.retry_after = None
+        self.framed = False
+        self.reusable = False
+        self.body_size = 0
+        self.received = 0
+        self.head_size = 0
+        self.preview = b""
+        self.preview_limit = preview
+        transport.write(data)
+        return waiter
+
+    def _complete(self, keep_alive: bool) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            return
+        self.waiter = None
+        self.reusable = keep_alive and not self.closed
+        if not keep_alive and self.transport is not None:
+            self.transport.close()
+        if not waiter.done():
+            waiter.set_result(self.status)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        self.reusable = False
+        self.abort()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def expire(self) -> None:
+        """The request's deadline passed: fail it and close the connection."""
+        self._fail(TimeoutError())
+
+    def abort(self) -> None:
+        """Close now, dropping anything unsent (the connection's state is unknown)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class HostPool:
+    """One destination host: its checked address (or why it is refused) and connections."""
+
+    def __init__(self, scheme: str, host: str, port: int) -> None:
+        self.scheme = scheme
+        self.host = host  # the name, without brackets
+        self.port = port
+        self.host_header = host_header(scheme, host, port)
+        self.address: str | None = None  # where connections go; None: the name itself
+        self.expires = 0.0  # when the guard's check must be redone
+        self.refusal: str | None = None
+        self.generation = 0  # bumped when the address changes: older connections retire
+        self.idle: list[Connection] = []
+        self.open = 0  # connections open or being opened
+        self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self.last_used = 0.0
+
+    def take_idle(self, now: float) -> Connection | None:
+        """An idle connection that is still open and fresh, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if (
+                not conn.closed
+                and transport is not None
+                and not transport.is_closing()
+                and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
+            ):
+                return conn
+            self.discard(conn)
+        return None
+
+    def release(self, conn: Connection, now: float) -> None:
+        """Give a connection back after a complete, keep-alive response."""
+        if conn.closed or conn.generation != self.generation:
+            self.discard(conn)
+            return
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = now
+        self.idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """Close ``conn`` and free its slot."""
+        conn.abort()
+        self.free_slot()
+
+    def free_slot(self) -> None:
+        """One connection fewer: hand the slot to the first waiting request, if any."""
+        self.open -= 1
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # a free slot: the waiter opens a connection
+                self.open += 1
+                return
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        keep = []
+        for conn in self.idle:
+            if older_than is None or conn.closed or conn.idle_since < older_than:
+                self.discard(conn)
+            else:
+                keep.append(conn)
+        self.idle = keep

@@ -1,0 +1,93 @@
+"""After a delivery attempt: count it, log a failure, and settle it.
+
+The lanes (:mod:`stream_wfm.pipeline.lanes`) report each attempt's outcome
+here. Delivered work is finished; anything else is settled as the retry policy
+says (:func:`stream_wfm.pipeline.settle.after_attempt`), with the account's
+*current* ``max_retries``. Metric children are bound once per label set and
+cached (no label lookup per event).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stream_wfm.delivery.outcome import Outcome, OutcomeKind
+from stream_wfm.delivery.templates import TemplatedEntry
+from stream_wfm.events import EventKind
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.lanes import Job
+from stream_wfm.pipeline.settle import Defer, Settler, after_attempt
+from stream_wfm.pipeline.work import Work
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Attempts"]
+
+
+class Attempts:
+    """Handles the outcome of every attempt (and of every deferral). Runs on the loop."""
+
+    def __init__(
+        self,
+        *,
+        store: ConfigStore[TemplatedEntry],
+        settler: Settler,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._settler = settler
+        self._metrics = metrics
+        self._clock = clock
+        self._latency = {k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind}
+        self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
+        self._counted: dict[tuple[EventKind, OutcomeKind, str], Any] = {}
+
+    def on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
+        """The lanes' outcome handler: attempt ``job.attempt`` ended with ``outcome``."""
+        work: Work = job.context
+        event = work.event
+        assert event is not None
+        kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
+        self._duration[kind].observe(elapsed)
+        self.count(kind, outcome)
+        if outcome.kind is OutcomeKind.DELIVERED:
+            ts = work.source.timestamp_ms
+            if ts is not None:
+                self._latency[kind].observe(max(0.0, self._clock() - ts / 1000))
+            self._settler.finish(work)
+            return
+        entry = self._store.get(event.account_id)
+        max_retries = 0 if entry is None else entry.max_retries
+        log.info(
+            "delivery failed",
+            extra={
+                "account_id": event.account_id,
+                "event_id": event.event_id,
+                "attempt": job.attempt,
+                "outcome": outcome.kind.value,
+                "status": outcome.status,
+                "error": outcome.error,
+            },
+        )
+        self._settler.settle(work, after_attempt(job.attempt, outcome, max_retries))
+
+    def defer(self, job: Job, outcome: Outcome) -> None:
+        """``job`` is not attempted now (``outcome`` says why): counted, then deferred."""
+        work: Work = job.context
+        assert work.kind is not None
+        self.count(work.kind, outcome)
+        self._settler.settle(work, Defer(job.attempt, outcome))
+
+    def count(self, kind: EventKind, outcome: Outcome) -> None:
+        """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's
+        ``.value`` is a descriptor call: the StrEnum members themselves are the keys)."""
+        key = (kind, outcome.kind, outcome.status_class)
+        child = self._counted.get(key)
+        if child is None:
+            labels = (kind.value, outcome.kind.value, outcome.status_class)
+            child = self._counted[key] = self._metrics.deliveries.labels(*labels)
+        child.inc()

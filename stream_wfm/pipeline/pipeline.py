@@ -1,0 +1,199 @@
+"""The event loop side of the pipeline, composed of one part per job.
+
+A batch from the consumer thread goes through :mod:`~stream_wfm.pipeline.intake`
+(decode → join config → filter), :mod:`~stream_wfm.pipeline.submit` (format →
+queue in a lane), :mod:`~stream_wfm.pipeline.lanes` (deliver),
+:mod:`~stream_wfm.pipeline.attempts` (count, decide) and
+:mod:`~stream_wfm.pipeline.settle` (finish, retry, defer, dead-letter);
+retry-topic records wait in :mod:`~stream_wfm.pipeline.retry_gate`.
+:mod:`~stream_wfm.pipeline.backpressure` counts what is unfinished and
+:mod:`~stream_wfm.pipeline.handback` gives revoked partitions back. This module
+wires them together, owns the assignment (one offset tracker per partition)
+and commits every ``commit_interval`` seconds up to each partition's lowest
+unfinished offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Message
+
+from stream_wfm.delivery.outcome import Outcome
+from stream_wfm.delivery.templates import TemplatedEntry
+from stream_wfm.events import EventKind
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.attempts import Attempts
+from stream_wfm.pipeline.backpressure import Backpressure
+from stream_wfm.pipeline.commands import TP, Command, Commit
+from stream_wfm.pipeline.consumer import ConsumerThread
+from stream_wfm.pipeline.handback import Handback
+from stream_wfm.pipeline.intake import Intake
+from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.offsets import PartitionTracker
+from stream_wfm.pipeline.retry_gate import RetryGate
+from stream_wfm.pipeline.settle import Settler
+from stream_wfm.pipeline.submit import Submitter
+from stream_wfm.retry.writer import RetryWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pipeline"]
+
+#: Seconds between two passes that shed saturated destinations' overflow.
+SHED_INTERVAL = 1.0
+
+
+class Pipeline:
+    """The consumer thread's sink (:class:`~stream_wfm.pipeline.consumer.BatchSink`)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConfigStore[TemplatedEntry],
+        dispatcher_factory: Callable[[Callable[[Job, Outcome, float], None]], Dispatcher],
+        writer: RetryWriter,
+        metrics: Metrics,
+        topic_kinds: dict[str, EventKind],
+        retry_topics: set[str],
+        max_buffered: int,
+        commit_interval: float = 1.0,
+        revoke_drain: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metrics = metrics
+        self._topic_kinds = topic_kinds
+        self._all_topics = [*topic_kinds, *retry_topics]
+        self._commit_interval = commit_interval
+        self._consumer: ConsumerThread | None = None
+        self._trackers: dict[TP, PartitionTracker] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.backpressure = Backpressure(max_buffered, self._backpressure_changed)
+        self._handback = Handback(self.backpressure, revoke_drain)
+        settler = Settler(writer, self.backpressure, self._handback)
+        attempts = Attempts(store=store, settler=settler, metrics=metrics, clock=clock)
+        self.dispatcher = dispatcher_factory(attempts.on_outcome)
+        self._submitter = Submitter(
+            store=store,
+            dispatcher=self.dispatcher,
+            backpressure=self.backpressure,
+            attempts=attempts,
+            settler=settler,
+            metrics=metrics,
+            clock=clock,
+        )
+        self._gate = RetryGate(
+            submitter=self._submitter,
+            settler=settler,
+            backpressure=self.backpressure,
+            handback=self._handback,
+            metrics=metrics,
+            post=self._post,
+            clock=clock,
+        )
+        self._intake = Intake(
+            store=store,
+            trackers=self._trackers,
+            gate=self._gate,
+            submitter=self._submitter,
+            settler=settler,
+            backpressure=self.backpressure,
+            metrics=metrics,
+            topic_kinds=topic_kinds,
+            retry_topics=retry_topics,
+        )
+        metrics.pending_events.set_function(lambda: self.backpressure.pending)
+        metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
+
+    @property
+    def pending(self) -> int:
+        """Consumed events not finished yet."""
+        return self.backpressure.pending
+
+    def attach(self, consumer: ConsumerThread) -> None:
+        """Start working with ``consumer``: commands, input hold, periodic commit/shed."""
+        self._consumer = consumer
+        self.backpressure.attach(consumer)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(self._commit_interval, self._commit)),
+            loop.create_task(self._every(SHED_INTERVAL, self._submitter.shed)),
+        ]
+
+    # --- the consumer thread's callbacks (run on the loop) -----------------------------
+    def on_batch(self, messages: list[Message]) -> None:
+        self._intake.on_batch(messages)
+
+    def on_assigned(self, partitions: list[TP]) -> None:
+        for tp in partitions:
+            self._trackers[tp] = PartitionTracker(*tp)
+        self._update_assignment_metrics()
+        self._metrics.rebalances.labels("assign").inc()
+
+    def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
+        trackers = []
+        for tp in partitions:
+            self._gate.forget(tp)
+            tracker = self._trackers.pop(tp, None)
+            if tracker is not None:
+                tracker.revoked = True
+                trackers.append(tracker)
+        self._update_assignment_metrics()
+        self._metrics.rebalances.labels("revoke").inc()
+        return self._handback.start(trackers, self.dispatcher)
+
+    # --- commits ---------------------------------------------------------------------
+    def committable_offsets(self) -> dict[TP, int]:
+        """The offsets that moved since the last call."""
+        offsets = {}
+        for tp, tracker in self._trackers.items():
+            offset = tracker.take_commit()
+            if offset is not None:
+                offsets[tp] = offset
+        return offsets
+
+    def final_offsets(self) -> dict[TP, int]:
+        """Everything committable now (for shutdown), whether or not it moved."""
+        return {tp: o for tp, t in self._trackers.items() if (o := t.committable()) is not None}
+
+    def _commit(self) -> None:
+        offsets = self.committable_offsets()
+        if offsets:
+            self._post(Commit(offsets))
+
+    async def stop(self) -> None:
+        """Stop committing and timers; later revokes answer at once with what is finished.
+        Safe to call twice."""
+        self._handback.close()
+        self._gate.close()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- plumbing --------------------------------------------------------------------
+    def _post(self, command: Command) -> None:
+        if self._consumer is not None:
+            self._consumer.post(command)
+
+    @staticmethod
+    async def _every(interval: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            action()
+
+    def _backpressure_changed(self, held: bool) -> None:
+        inputs = sum(1 for tp in self._trackers if tp[0] in self._topic_kinds) if held else 0
+        self._metrics.paused_partitions.labels("backpressure").set(inputs)
+
+    def _update_assignment_metrics(self) -> None:
+        per_topic: dict[str, int] = {}
+        for topic, _p in self._trackers:
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic in self._all_topics:
+            self._metrics.assigned_partitions.labels(topic).set(per_topic.get(topic, 0))

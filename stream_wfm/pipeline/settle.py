@@ -1,0 +1,188 @@
+"""Settling work: the one place that decides what happens to an event that is not
+simply delivered, and carries it out.
+
+A piece of :class:`~stream_wfm.pipeline.work.Work` ends in one of four ways
+(a :data:`Settlement`):
+
+* :data:`FINISH` — delivered, filtered out, or dropped by the current config:
+  its offset is finished at once.
+* :class:`Retry` — an attempt failed retryably and the event has retries left:
+  written to the retry tier of its next attempt (a retry is spent).
+* :class:`Defer` — the event is not attempted now (its destination is saturated):
+  written to the first retry tier it belongs to with its attempt number
+  unchanged, so deferring never spends a retry nor dead-letters an event.
+* :class:`~stream_wfm.retry.writer.DeadLetter` — permanent failure, retries
+  exhausted, or a record that is not a valid event: written to the DLQ.
+
+The offset of a written record is finished only once the broker acknowledged the
+record (at-least-once). A write that fails with an error whose ``retriable`` flag
+is set is tried again a second later; one that cannot succeed (a record the
+producer refuses) turns a retry or deferral into a dead letter, and a dead letter
+that cannot be written is logged as an error and its offset finished, so the
+partition's commits never stall on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from stream_wfm.delivery.outcome import Outcome
+from stream_wfm.errors import StreamWfmError
+from stream_wfm.pipeline.backpressure import Backpressure
+from stream_wfm.pipeline.handback import Handback
+from stream_wfm.pipeline.work import Work
+from stream_wfm.retry.policy import next_step
+from stream_wfm.retry.writer import DeadLetter, RetryWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FINISH",
+    "Defer",
+    "Finish",
+    "Retry",
+    "Settlement",
+    "Settler",
+    "after_attempt",
+]
+
+
+class Finish:
+    """Nothing to write: the offset is finished at once (use :data:`FINISH`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FINISH"
+
+
+FINISH: Final = Finish()
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Attempt ``attempt`` failed with ``outcome``; attempt ``attempt + 1`` follows from
+    the retry tier of retry number ``attempt``."""
+
+    attempt: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Attempt ``attempt`` is not made now (``outcome`` says why); it is made later, from
+    the retry tier of retry number ``attempt - 1`` (the first tier for a first attempt)."""
+
+    attempt: int
+    outcome: Outcome
+
+
+Settlement = Finish | Retry | Defer | DeadLetter
+
+
+def after_attempt(attempt: int, outcome: Outcome, max_retries: int) -> Settlement:
+    """How attempt number ``attempt`` (1-based) that ended with ``outcome`` settles, for
+    an integration allowing ``max_retries`` retries (the retry policy's ``next_step``)."""
+    step = next_step(attempt, max_retries, outcome)
+    if step == "done":
+        return FINISH
+    if step == "retry":
+        return Retry(attempt, outcome)
+    reason = outcome.reason or "retries_exhausted"
+    return DeadLetter(reason, attempt, None, outcome.error, outcome.status)
+
+
+class Settler:
+    """Carries out settlements and finishes offsets. Runs on the event loop."""
+
+    def __init__(
+        self,
+        writer: RetryWriter,
+        backpressure: Backpressure,
+        handback: Handback,
+        *,
+        rewrite_delay: float = 1.0,
+    ) -> None:
+        """``rewrite_delay``: seconds before a record whose write failed retriably is
+        written again."""
+        self._writer = writer
+        self._backpressure = backpressure
+        self._handback = handback
+        self._rewrite_delay = rewrite_delay
+
+    def settle(self, work: Work, settlement: Settlement) -> None:
+        """Finish ``work`` now (:data:`FINISH`) or once its record is acknowledged."""
+        if settlement is FINISH:
+            self.finish(work)
+            return
+        written = self._write(work, settlement)
+        written.add_done_callback(lambda f: self._on_written(f, work, settlement))
+
+    def finish(self, work: Work) -> None:
+        """``work``'s offset is finished: it may be committed once those before it are."""
+        tracker = work.tracker
+        tracker.done(work.offset)
+        self._backpressure.finished()
+        if tracker.revoked and self._handback.waiting:
+            self._handback.check()
+
+    def _write(self, work: Work, settlement: Settlement) -> asyncio.Future[Any]:
+        writer = self._writer
+        match settlement:
+            case Retry(attempt, outcome):
+                return writer.retry(
+                    work,
+                    retry_number=attempt,
+                    next_attempt=attempt + 1,
+                    last_error=outcome.error,
+                    last_status=outcome.status,
+                    retry_after=outcome.retry_after,
+                )
+            case Defer(attempt, outcome):
+                return writer.retry(
+                    work,
+                    retry_number=attempt - 1,
+                    next_attempt=attempt,
+                    last_error=outcome.error,
+                    last_status=outcome.status,
+                    retry_after=outcome.retry_after,
+                )
+            case DeadLetter():
+                return writer.dead_letter(work, settlement)
+        raise AssertionError(f"unknown settlement {settlement!r}")
+
+    def _on_written(self, future: asyncio.Future[Any], work: Work, settlement: Settlement) -> None:
+        if future.cancelled():
+            error: BaseException | None = asyncio.CancelledError()
+        else:
+            error = future.exception()
+        if error is None:
+            self.finish(work)
+            return
+        retriable = error.retriable if isinstance(error, StreamWfmError) else True
+        extra = {
+            "error": str(error),
+            "offset": work.offset,
+            "topic": work.tracker.topic,
+            "event_id": work.event_id,
+        }
+        if retriable:
+            log.error(
+                "could not write retry/DLQ record; trying again (the offset stays "
+                "uncommitted meanwhile)",
+                extra={**extra, "delay": self._rewrite_delay},
+            )
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._rewrite_delay, self.settle, work, settlement)
+        elif isinstance(settlement, Retry | Defer):
+            log.error("the producer refused the retry record; dead-lettering", extra=extra)
+            # Attempts made: a deferred attempt was not.
+            made = settlement.attempt if isinstance(settlement, Retry) else settlement.attempt - 1
+            letter = DeadLetter("retry_not_written", made, str(error))
+            self.settle(work, letter)
+        else:  # a dead letter
+            log.error("the producer refused the dead letter; the event is skipped", extra=extra)
+            self.finish(work)

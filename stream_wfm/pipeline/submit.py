@@ -1,0 +1,116 @@
+"""Format → deliver: build an event's request from its account's template and queue it
+in its lane; for a due retry, join the account's *current* config first.
+
+A destination that is saturated while the shared buffer is under pressure does
+not take the job: it is deferred to a retry tier instead (the bulkhead, see
+:mod:`stream_wfm.pipeline.lanes`), without spending a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stream_wfm.delivery.exceptions import UnformattableEventError
+from stream_wfm.delivery.outcome import backlog_outcome
+from stream_wfm.delivery.templates import TemplatedEntry
+from stream_wfm.integrations.store import ConfigStore
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.attempts import Attempts
+from stream_wfm.pipeline.backpressure import Backpressure
+from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.settle import FINISH, Settler
+from stream_wfm.pipeline.work import Work
+from stream_wfm.retry.writer import DeadLetter
+from stream_wfm.routing import decide
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Submitter"]
+
+
+class Submitter:
+    """Turns selected work into jobs in the lanes. Runs on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        store: ConfigStore[TemplatedEntry],
+        dispatcher: Dispatcher,
+        backpressure: Backpressure,
+        attempts: Attempts,
+        settler: Settler,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._backpressure = backpressure
+        self._attempts = attempts
+        self._settler = settler
+        self._metrics = metrics
+        self._clock = clock
+        self._dropped: dict[str, Any] = {}
+
+    def submit(self, work: Work, entry: TemplatedEntry, attempt: int) -> None:
+        """Format ``work`` (a selected event) with ``entry``'s template and queue attempt
+        number ``attempt``; an event the template cannot encode is dead-lettered."""
+        event = work.event
+        assert event is not None
+        template = entry.template(event.kind)
+        assert template is not None  # routing filtered events without a URL
+        try:
+            request = template.build(event)
+        except UnformattableEventError as exc:
+            self._settler.settle(work, DeadLetter(exc.reason, attempt - 1, exc.detail))
+            return
+        if work.first_attempt_ms == 0:
+            work.first_attempt_ms = int(self._clock() * 1000)
+        job = Job(request, event.order_key, attempt, work)
+        dispatcher = self._dispatcher
+        if not dispatcher.submit(job, may_shed=self._backpressure.under_pressure()):
+            self.defer(job)
+
+    def resubmit(self, work: Work, attempt: int) -> None:
+        """A due retry: send it with the account's *current* config, or drop it when the
+        integration is gone, disabled or no longer selects the event."""
+        event = work.event
+        assert event is not None
+        entry = self._store.get(event.account_id)
+        reason = decide(event, entry)
+        if reason is not None:
+            child = self._dropped.get(reason)
+            if child is None:
+                child = self._dropped[reason] = self._metrics.retries_dropped.labels(reason)
+            child.inc()
+            log.info(
+                "pending retry dropped by current config",
+                extra={
+                    "account_id": event.account_id,
+                    "event_id": event.event_id,
+                    "reason": reason,
+                },
+            )
+            self._settler.settle(work, FINISH)
+            return
+        assert entry is not None
+        self.submit(work, entry, attempt)
+
+    def defer(self, job: Job) -> None:
+        """Move a job its saturated destination cannot take now to a retry tier."""
+        backlog = self._dispatcher.host_backlog(job.request.host_key)
+        self._attempts.defer(job, backlog_outcome(backlog))
+
+    def shed(self) -> None:
+        """Under pressure: move saturated destinations' overflow to a retry tier."""
+        if not self._backpressure.under_pressure():
+            return
+        shed = self._dispatcher.shed_stale()
+        if shed:
+            log.warning(
+                "destination not keeping up: moving queued events to the retry tier",
+                extra={"host": shed[0].request.host_key, "events": len(shed)},
+            )
+        for job in reversed(shed):  # oldest first
+            self.defer(job)

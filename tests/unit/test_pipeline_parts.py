@@ -1,0 +1,360 @@
+"""The loop-side pipeline parts with fakes around them: intake (skip, filter,
+dead-letter, submit, hand retry records on), the retry gate (due, held, paused and
+resumed by commands) and the hand-back of revoked partitions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Message
+from prometheus_client import CollectorRegistry
+
+from stream_wfm.events import EventKind
+from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.backpressure import Backpressure
+from stream_wfm.pipeline.commands import Command, Pause, Resume, Seek
+from stream_wfm.pipeline.handback import Handback
+from stream_wfm.pipeline.intake import Intake
+from stream_wfm.pipeline.lanes import Job
+from stream_wfm.pipeline.offsets import PartitionTracker
+from stream_wfm.pipeline.retry_gate import RetryGate
+from stream_wfm.pipeline.settle import Settlement
+from stream_wfm.pipeline.work import Work
+from stream_wfm.retry.records import RetryRecord, SourceRecord, encode_retry_record
+from stream_wfm.retry.writer import DeadLetter
+from tests.helpers.waiting import wait_until
+
+AGENT, CALL, RETRY = "in.agent", "in.call", "retry.10s"
+
+
+@dataclass(frozen=True)
+class Selected:
+    """An integration that sends logins only (routing's ``Selection``)."""
+
+    enabled: bool = True
+    has_agent_url: bool = True
+    has_call_url: bool = False
+    agent_states: bool = False
+    send_all_agent_states: bool = False
+    agent_login_events: bool = True
+    agent_logout_events: bool = False
+    end_call_events: bool = False
+
+
+class FakeStore:
+    def get(self, account_id: str) -> Selected | None:
+        return Selected() if account_id == "1" else None
+
+
+class FakeSettler:
+    def __init__(self) -> None:
+        self.settled: list[tuple[Work, Settlement]] = []
+        self.finished: list[Work] = []
+
+    def settle(self, work: Work, settlement: Settlement) -> None:
+        self.settled.append((work, settlement))
+
+    def finish(self, work: Work) -> None:
+        self.finished.append(work)
+
+
+class FakeSubmitter:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[Work, int]] = []
+        self.resubmitted: list[tuple[Work, int]] = []
+
+    def submit(self, work: Work, entry: Any, attempt: int) -> None:
+        self.submitted.append((work, attempt))
+
+    def resubmit(self, work: Work, attempt: int) -> None:
+        self.resubmitted.append((work, attempt))
+
+
+class FakeGate:
+    def __init__(self) -> None:
+        self.waiting: dict[Any, Any] = {}
+        self.offered: list[int] = []
+
+    def offer(self, msg: Message, tracker: PartitionTracker, offset: int) -> None:
+        self.offered.append(offset)
+
+
+def message(topic: str, offset: int, value: Any, partition: int = 0) -> Message:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return Message(
+        topic=topic, partition=partition, offset=offset, key=b"k", value=raw,
+        timestamp=(1, 1_700_000_000_000),
+    )  # fmt: skip
+
+
+def login(agent: str = "7", account: str = "1", **more: Any) -> dict[str, Any]:
+    return {"account_id": account, "agent_id": agent, "event_type": "LOGIN", **more}
+
+
+class IntakeRig:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.trackers = {(t, 0): PartitionTracker(t, 0) for t in (AGENT, CALL, RETRY)}
+        self.gate = FakeGate()
+        self.submitter = FakeSubmitter()
+        self.settler = FakeSettler()
+        self.backpressure = Backpressure(1000, lambda held: None)
+        self.intake = Intake(
+            store=FakeStore(),  # type: ignore[arg-type]
+            trackers=self.trackers,
+            gate=self.gate,  # type: ignore[arg-type]
+            submitter=self.submitter,  # type: ignore[arg-type]
+            settler=self.settler,  # type: ignore[arg-type]
+            backpressure=self.backpressure,
+            metrics=Metrics(self.registry),
+            topic_kinds={AGENT: EventKind.AGENT, CALL: EventKind.CALL},
+            retry_topics={RETRY},
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_selected_event_is_submitted_as_its_first_attempt() -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(AGENT, 3, login(event_id="e-1"))])
+    [(work, attempt)] = rig.submitter.submitted
+    assert attempt == 1
+    assert work.event is not None
+    assert work.event.event_id == "e-1"
+    assert (work.source.topic, work.source.offset, work.source.timestamp_ms) == (
+        AGENT, 3, 1_700_000_000_000,
+    )  # fmt: skip
+    assert rig.backpressure.pending == 1
+    assert rig.trackers[(AGENT, 0)].committable() == 3  # in progress
+    assert rig.metric("stream_wfm_events_consumed_total", topic=AGENT) == 1
+
+
+def test_a_filtered_event_finishes_at_once_and_is_counted_by_reason() -> None:
+    rig = IntakeRig()
+    logout = {**login(), "event_type": "LOGOUT"}
+    rig.intake.on_batch([message(AGENT, 0, logout), message(AGENT, 1, login(account="9"))])
+    assert rig.submitter.submitted == []
+    assert rig.backpressure.pending == 0
+    assert rig.trackers[(AGENT, 0)].committable() == 2
+    assert rig.metric("stream_wfm_events_filtered_total", reason="logout_not_selected") == 1
+    assert rig.metric("stream_wfm_events_filtered_total", reason="no_integration") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (b"not json", "not valid JSON (error at position 0)"),
+        (b"[1]", "not a JSON object"),
+        ({"account_id": "1", "event_type": "LOGIN"}, "missing required field agent_id"),
+    ],
+)
+def test_an_invalid_event_is_dead_lettered_and_processing_goes_on(value: Any, detail: str) -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(AGENT, 0, value), message(AGENT, 1, login())])
+    [(work, settlement)] = rig.settler.settled
+    assert settlement == DeadLetter("invalid_event", 0, detail)
+    assert (work.kind, work.event, work.event_id) == (EventKind.AGENT, None, f"{AGENT}:0:0")
+    assert len(rig.submitter.submitted) == 1
+    assert rig.metric("stream_wfm_events_invalid_total", topic=AGENT) == 1
+
+
+def test_records_of_revoked_waiting_or_already_seen_partitions_are_skipped() -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(AGENT, 5, login())])
+    del rig.trackers[(CALL, 0)]
+    rig.gate.waiting[(RETRY, 0)] = None
+    rig.intake.on_batch(
+        [
+            message(AGENT, 4, login()),  # fetched again after a seek
+            message(CALL, 0, {"account_id": "1", "event_type": "ACD-CALL", "call_id": "c"}),
+            message(RETRY, 0, b"{}"),
+        ]
+    )
+    assert len(rig.submitter.submitted) == 1
+    assert rig.gate.offered == []
+
+
+def test_retry_topic_records_go_to_the_gate() -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(RETRY, 8, b"whatever")])
+    assert rig.gate.offered == [8]
+    assert rig.submitter.submitted == []
+
+
+# --- the retry gate -------------------------------------------------------------------
+
+
+class GateRig:
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.commands: list[Command] = []
+        self.submitter = FakeSubmitter()
+        self.settler = FakeSettler()
+        self.backpressure = Backpressure(1000, lambda held: None)
+        self.registry = CollectorRegistry()
+        self.gate = RetryGate(
+            submitter=self.submitter,  # type: ignore[arg-type]
+            settler=self.settler,  # type: ignore[arg-type]
+            backpressure=self.backpressure,
+            handback=Handback(self.backpressure, 5.0),
+            metrics=Metrics(self.registry),
+            post=self.commands.append,
+            clock=lambda: self.now,
+        )
+        self.tracker = PartitionTracker(RETRY, 0)
+
+    def offer(self, offset: int, due_in: float, attempt: int = 2) -> None:
+        value = orjson.dumps(login(event_id=f"e-{offset}"))
+        record = RetryRecord(
+            source=SourceRecord(AGENT, 0, offset, b"1:7", value, None),
+            account_id="1",
+            event_id=f"e-{offset}",
+            kind=EventKind.AGENT,
+            attempt=attempt,
+            due_at_ms=int((self.now + due_in) * 1000),
+            last_error="HTTP 503",
+            last_status=503,
+            first_attempt_at_ms=int(self.now * 1000) - 10_000,
+        )
+        self.gate.offer(message(RETRY, offset, encode_retry_record(record)), self.tracker, offset)
+
+    def paused(self) -> float:
+        labels = {"reason": "retry_not_due"}
+        return self.registry.get_sample_value("stream_wfm_paused_partitions", labels) or 0.0
+
+
+async def test_a_due_retry_is_resubmitted_with_its_attempt_number() -> None:
+    rig = GateRig(time.time())
+    rig.offer(4, due_in=-1.0, attempt=3)
+    [(work, attempt)] = rig.submitter.resubmitted
+    assert attempt == 3
+    assert work.event is not None
+    assert work.event.event_id == "e-4"
+    assert (work.tracker, work.offset, work.source.offset) == (rig.tracker, 4, 4)
+    assert rig.commands == []
+
+
+async def test_a_retry_due_within_the_hold_window_waits_in_memory() -> None:
+    rig = GateRig(time.time())
+    rig.offer(0, due_in=0.05)
+    assert rig.submitter.resubmitted == []
+    assert rig.commands == []
+    await wait_until(lambda: bool(rig.submitter.resubmitted), 5)
+
+
+async def test_a_later_retry_pauses_and_seeks_its_partition_then_resumes_it() -> None:
+    rig = GateRig(time.time())
+    rig.offer(7, due_in=0.8)  # resumed RESUME_EARLY (0.3 s) before due: in ~0.5 s
+    tp = (RETRY, 0)
+    assert rig.commands == [Pause((tp,)), Seek(tp, 7)]
+    assert tp in rig.gate.waiting
+    assert rig.paused() == 1
+    assert rig.submitter.resubmitted == []
+    await wait_until(lambda: len(rig.commands) >= 3, 5)
+    resume = rig.commands[2]
+    assert isinstance(resume, Resume)
+    assert resume.partitions == (tp,)
+    assert tp in rig.gate.waiting  # records fetched before the resume are still ignored
+    assert resume.then is not None
+    resume.then()  # the consumer thread resumed the partition
+    assert tp not in rig.gate.waiting
+    assert rig.paused() == 0
+
+
+async def test_revoking_a_waiting_partition_cancels_its_timer() -> None:
+    rig = GateRig(time.time())
+    rig.offer(7, due_in=60)
+    timer = rig.gate.waiting[(RETRY, 0)]
+    rig.gate.forget((RETRY, 0))
+    assert timer is not None
+    assert timer.cancelled()
+    assert rig.gate.waiting == {}
+    assert rig.paused() == 0
+
+
+async def test_an_unreadable_retry_record_is_dead_lettered_with_no_kind() -> None:
+    rig = GateRig(time.time())
+    rig.gate.offer(message(RETRY, 2, b'{"schema": "nope"}'), rig.tracker, 2)
+    [(work, settlement)] = rig.settler.settled
+    assert isinstance(settlement, DeadLetter)
+    assert settlement.reason == "invalid_retry_record"
+    assert work.kind is None
+    assert work.event_id == f"{RETRY}:0:2"
+    assert rig.backpressure.pending == 1
+
+
+async def test_a_retry_due_after_a_revoke_is_left_to_the_next_owner() -> None:
+    rig = GateRig(time.time())
+    rig.offer(0, due_in=0.05)
+    rig.tracker.revoked = True
+    await wait_until(lambda: rig.tracker.in_flight == 0, 5)
+    assert rig.submitter.resubmitted == []
+    assert rig.tracker.committable() == 0  # uncommitted: the next owner delivers it
+    assert rig.backpressure.pending == 0
+
+
+# --- hand-back of revoked partitions ----------------------------------------------------
+
+
+class FakeDispatcher:
+    def __init__(self, queued: list[Job]) -> None:
+        self.queued = queued
+
+    def discard(self, drop: Any) -> list[Job]:
+        dropped = [job for job in self.queued if drop(job)]
+        self.queued = [job for job in self.queued if not drop(job)]
+        return dropped
+
+
+def work_at(tracker: PartitionTracker, offset: int) -> Work:
+    tracker.add(offset)
+    source = SourceRecord(tracker.topic, tracker.partition, offset, None, b"{}", None)
+    return Work(tracker, offset, source, EventKind.AGENT, None, 0)
+
+
+async def test_a_hand_back_waits_for_in_flight_events_then_gives_their_offsets() -> None:
+    backpressure = Backpressure(1000, lambda held: None)
+    handback = Handback(backpressure, drain_seconds=60.0)
+    tracker = PartitionTracker(AGENT, 0)
+    works = [work_at(tracker, n) for n in range(3)]
+    tracker.revoked = True
+    future = handback.start([tracker], FakeDispatcher([]))  # type: ignore[arg-type]
+    assert not future.done()
+    for work in works:
+        tracker.done(work.offset)
+        handback.check()
+    assert future.result(timeout=0) == {(AGENT, 0): 3}
+
+
+async def test_past_the_drain_deadline_queued_events_are_handed_back_undelivered() -> None:
+    backpressure = Backpressure(1000, lambda held: None)
+    backpressure.pending = 3
+    handback = Handback(backpressure, drain_seconds=0.05)
+    mine, other = PartitionTracker(AGENT, 0), PartitionTracker(AGENT, 1)
+    in_flight = work_at(mine, 0)
+    queued = [Job(None, "k", 1, work_at(mine, 1)), Job(None, "k", 1, work_at(other, 0))]  # type: ignore[arg-type]
+    dispatcher = FakeDispatcher(queued)
+    mine.revoked = True
+    future = handback.start([mine], dispatcher)  # type: ignore[arg-type]
+    await wait_until(lambda: len(dispatcher.queued) != 2, 5)
+    assert [job.context.tracker for job in dispatcher.queued] == [other]
+    assert backpressure.pending == 2
+    assert not future.done()  # the request under way is still waited for
+    mine.done(in_flight.offset)
+    handback.check()
+    assert future.result(timeout=0) == {(AGENT, 0): 1}  # offset 1 is handed back
+
+
+async def test_closing_answers_every_hand_back_with_what_is_finished() -> None:
+    handback = Handback(Backpressure(1000, lambda held: None), drain_seconds=60.0)
+    tracker = PartitionTracker(AGENT, 0)
+    work_at(tracker, 0)
+    tracker.revoked = True
+    future = handback.start([tracker], FakeDispatcher([]))  # type: ignore[arg-type]
+    handback.close()
+    assert future.result(timeout=0) == {(AGENT, 0): 0}
