@@ -21,14 +21,24 @@ class ProduceError(StreamWfmError):
     client's own verdict on the error); false for a record the producer refuses,
     such as one over ``message.max.bytes``."""
 
-    def __init__(self, message: str, *, retriable: bool, fatal: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retriable: bool, fatal: bool = False, too_large: bool = False
+    ) -> None:
         super().__init__(message)
         self.retriable = retriable
         self.fatal = fatal
+        #: The record is larger than the producer (``message.max.bytes``) or the topic
+        #: accepts: writing it again cannot succeed, a smaller record might.
+        self.too_large = too_large
 
     @classmethod
     def from_kafka(cls, error: KafkaError) -> ProduceError:
-        return cls(str(error), retriable=bool(error.retriable()), fatal=bool(error.fatal()))
+        return cls(
+            str(error),
+            retriable=bool(error.retriable()),
+            fatal=bool(error.fatal()),
+            too_large=error.code() == KafkaError.MSG_SIZE_TOO_LARGE,
+        )
 
 
 class AsyncProducer:

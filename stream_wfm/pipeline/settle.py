@@ -16,21 +16,24 @@ A piece of :class:`~stream_wfm.pipeline.work.Work` ends in one of four ways
 
 The offset of a written record is finished only once the broker acknowledged the
 record (at-least-once). A write that fails with an error whose ``retriable`` flag
-is set is tried again a second later; one that cannot succeed (a record the
-producer refuses) turns a retry or deferral into a dead letter, and a dead letter
-that cannot be written is logged as an error and its offset finished, so the
-partition's commits never stall on it.
+is set is tried again a second later. One that cannot succeed is never retried
+(:func:`refused`): a record too large to send becomes a dead letter
+``record_too_large`` without the source value (its size and SHA-256 instead), a
+retry refused for another reason a dead letter ``retry_not_written``; a dead
+letter that still cannot be written is logged as an error and its offset finished,
+so the partition's commits never stall on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from stream_wfm.delivery.outcome import Outcome
 from stream_wfm.errors import StreamWfmError
+from stream_wfm.kafka.producer import ProduceError
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.handback import Handback
 from stream_wfm.pipeline.work import Work
@@ -177,12 +180,41 @@ class Settler:
             )
             loop = asyncio.get_running_loop()
             loop.call_later(self._rewrite_delay, self.settle, work, settlement)
-        elif isinstance(settlement, Retry | Defer):
-            log.error("the producer refused the retry record; dead-lettering", extra=extra)
-            # Attempts made: a deferred attempt was not.
-            made = settlement.attempt if isinstance(settlement, Retry) else settlement.attempt - 1
-            letter = DeadLetter("retry_not_written", made, str(error))
-            self.settle(work, letter)
-        else:  # a dead letter
+            return
+        letter = refused(settlement, error)
+        if letter is None:
             log.error("the producer refused the dead letter; the event is skipped", extra=extra)
             self.finish(work)
+            return
+        log.error(
+            "the producer refused the record; dead-lettering",
+            extra={**extra, "reason": letter.reason},
+        )
+        self.settle(work, letter)
+
+
+def refused(settlement: Settlement, error: BaseException) -> DeadLetter | None:
+    """The dead letter to write instead of ``settlement``'s record, which the producer
+    refused for good with ``error``; None when there is nothing smaller left to try.
+
+    A record too large to send (``message.max.bytes``, or the topic's limit) becomes a
+    dead letter with reason ``record_too_large`` that carries the source value's size
+    and SHA-256 instead of the value; a retry or deferral refused for another reason
+    becomes a dead letter ``retry_not_written``.
+    """
+    too_large = isinstance(error, ProduceError) and error.too_large
+    match settlement:
+        case Retry(attempt, outcome) | Defer(attempt, outcome):
+            made = attempt if isinstance(settlement, Retry) else attempt - 1  # deferred: not made
+            reason = "record_too_large" if too_large else "retry_not_written"
+            return DeadLetter(
+                reason, made, str(error), outcome.error, outcome.status, omit_value=too_large
+            )
+        case DeadLetter() if too_large and not settlement.omit_value:
+            return replace(
+                settlement,
+                reason="record_too_large",
+                detail=f"{settlement.reason}: {settlement.detail or error}",
+                omit_value=True,
+            )
+    return None

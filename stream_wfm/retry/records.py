@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,7 +83,12 @@ class InvalidDlqRecordError(InvalidRecordError):
 
 @dataclass(slots=True)
 class SourceRecord:
-    """The input record an event came from, as it was."""
+    """The input record an event came from, as it was.
+
+    In a dead letter whose record would be too large to write (reason
+    ``record_too_large``), the value is omitted: ``value`` is None and
+    ``value_size`` and ``value_sha256`` (hex) describe the value that was.
+    """
 
     topic: str
     partition: int
@@ -90,6 +96,20 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None
+    value_size: int | None = None
+    value_sha256: str | None = None
+
+    @property
+    def value_omitted(self) -> bool:
+        return self.value_size is not None
+
+    def without_value(self) -> SourceRecord:
+        """This record with its value replaced by the value's size and SHA-256."""
+        value = self.value or b""
+        return SourceRecord(
+            self.topic, self.partition, self.offset, self.key, None, self.timestamp_ms,
+            len(value), hashlib.sha256(value).hexdigest(),
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -139,7 +159,7 @@ def _bytes_out(data: bytes | None) -> tuple[str | None, str]:
 def _source_out(source: SourceRecord) -> dict[str, Any]:
     key, key_encoding = _bytes_out(source.key)
     value, value_encoding = _bytes_out(source.value)
-    return {
+    out: dict[str, Any] = {
         "topic": source.topic,
         "partition": source.partition,
         "offset": source.offset,
@@ -149,6 +169,10 @@ def _source_out(source: SourceRecord) -> dict[str, Any]:
         "value": value,
         "value_encoding": value_encoding,
     }
+    if source.value_size is not None:
+        out["value_size"] = source.value_size
+        out["value_sha256"] = source.value_sha256
+    return out
 
 
 def encode_retry_record(record: RetryRecord) -> bytes:
@@ -283,6 +307,8 @@ def _source_in(record: _Reader) -> SourceRecord:
         key=event.raw_bytes("key"),
         value=event.raw_bytes("value"),
         timestamp_ms=event.opt_integer("timestamp_ms"),
+        value_size=event.opt_integer("value_size") if "value_size" in event.data else None,
+        value_sha256=event.opt_text("value_sha256") if "value_sha256" in event.data else None,
     )
 
 

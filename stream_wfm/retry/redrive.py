@@ -11,7 +11,8 @@ integration's ``max_retries`` retries after the redriven attempt, exactly as a
 new event would. Nothing is deleted from the DLQ topic; a dead letter redriven
 twice is delivered twice.
 
-Invalid events (reason ``invalid_event``, or no account or kind) cannot be
+Invalid events (reason ``invalid_event``, or no account or kind) and dead
+letters whose source value was not kept (``record_too_large``) cannot be
 delivered and are skipped. Each redrive run writes one audit log line (logger
 ``stream_wfm.retry.redrive``, message ``dlq redrive``).
 """
@@ -79,6 +80,8 @@ def skip_reason(dead_letter: DlqEntry) -> str | None:
         return "invalid event (nothing to deliver)"
     if record.account_id is None or record.kind is None:
         return "no account (not a decodable event)"
+    if record.source.value_omitted:
+        return "event too large: its value was not kept (record_too_large)"
     return None
 
 

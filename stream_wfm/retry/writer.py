@@ -66,6 +66,9 @@ class DeadLetter:
     detail: str | None = None
     last_error: str | None = None
     last_status: int | None = None
+    #: Write the source record's value as its size and SHA-256 only (the whole record
+    #: would be larger than the producer may send).
+    omit_value: bool = False
 
 
 class RetryWriter:
@@ -124,7 +127,7 @@ class RetryWriter:
 
     def dead_letter(self, work: Failed, letter: DeadLetter) -> asyncio.Future[Any]:
         record = DlqRecord(
-            source=work.source,
+            source=work.source.without_value() if letter.omit_value else work.source,
             account_id=work.account_id,
             event_id=work.event_id,
             kind=work.kind,

@@ -132,6 +132,14 @@ def test_invalid_events_and_letters_without_account_are_skipped() -> None:
     assert skip_reason(letter(reason="invalid_retry_record", account_id=None)) is not None
 
 
+def test_a_dead_letter_whose_value_was_not_kept_is_skipped() -> None:
+    too_large = letter(reason="record_too_large")
+    record = replace(too_large.record, source=too_large.record.source.without_value())
+    reason = skip_reason(replace(too_large, record=record))
+    assert reason is not None
+    assert "record_too_large" in reason
+
+
 def test_redrive_record_is_due_now_with_a_fresh_budget() -> None:
     dl = letter(offset=9, partition=2)
     record = redrive_record(dl, now_ms=T0 + 1000)

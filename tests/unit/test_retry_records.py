@@ -135,6 +135,17 @@ def test_unreadable_retry_record_dlq_record_has_no_kind() -> None:
     DLQ_VALIDATOR.validate(orjson.loads(value))
 
 
+def test_a_dlq_record_without_its_source_value_round_trips_and_fits_the_schema() -> None:
+    src = source(value=b"\xff" * 1000).without_value()
+    assert (src.value, src.value_size) == (None, 1000)
+    record = dlq_record(src, reason="record_too_large")
+    value = encode_dlq_record(record)
+    assert decode_dlq_record(value) == record
+    DLQ_VALIDATOR.validate(orjson.loads(value))
+    # A value that was present is written as before: no size or hash keys.
+    assert "value_size" not in orjson.loads(encode_dlq_record(dlq_record(source())))["event"]
+
+
 def test_retry_record_layout() -> None:
     data = orjson.loads(encode_retry_record(retry_record()))
     assert data == {

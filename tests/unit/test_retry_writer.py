@@ -4,8 +4,10 @@ a dead letter become; never a header value."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 
 from stream_wfm.events import EventKind, decode_event
@@ -117,3 +119,19 @@ async def test_a_record_that_is_no_event_is_dead_lettered_under_its_coordinates(
     record = decode_dlq_record(producer.records[0][1])
     assert (record.event_id, record.account_id, record.kind) == ("wfm.retry.10s:0:9", None, None)
     assert (record.detail, record.first_attempt_at_ms) == ("not valid JSON", None)
+
+
+async def test_a_dead_letter_without_the_value_keeps_its_size_and_sha256() -> None:
+    w, producer, _ = writer()
+    letter = DeadLetter("record_too_large", 1, "permanent_status: too large", omit_value=True)
+    await w.dead_letter(event_work(), letter)
+    data = orjson.loads(producer.records[0][1])
+    assert data["event"]["value"] is None
+    assert data["event"]["value_size"] == len(VALUE)
+    assert data["event"]["value_sha256"] == hashlib.sha256(VALUE).hexdigest()
+    record = decode_dlq_record(producer.records[0][1])
+    assert record.source.value_omitted
+    assert (record.source.topic, record.source.partition, record.source.offset) == (
+        "wfm.agent", 2, 40,
+    )  # fmt: skip
+    assert record.event_id == "e-1"

@@ -187,14 +187,67 @@ async def test_a_refused_retry_record_becomes_a_dead_letter(
     work = rig.work(0)
     rig.settler.settle(work, Retry(2, UNAVAILABLE))
     with caplog.at_level(logging.ERROR):
-        rig.writer.futures[0].set_exception(ProduceError("too large", retriable=False))
+        rig.writer.futures[0].set_exception(ProduceError("refused", retriable=False))
         await settled(rig, 2)
     what, _work, kwargs = rig.writer.writes[1]
     assert what == "dead_letter"
-    assert kwargs["letter"] == DeadLetter("retry_not_written", 2, "too large")
+    assert kwargs["letter"] == DeadLetter("retry_not_written", 2, "refused", "HTTP 503", 503)
     assert rig.tracker.committable() == 0  # until the dead letter is acknowledged
     rig.writer.futures[1].set_result(None)
     await asyncio.sleep(0)
+    assert rig.tracker.committable() == 1
+
+
+TOO_LARGE = ProduceError("Message size too large", retriable=False, too_large=True)
+
+
+@pytest.mark.parametrize(
+    ("settlement", "expected"),
+    [
+        (
+            Retry(1, UNAVAILABLE),
+            DeadLetter("record_too_large", 1, str(TOO_LARGE), "HTTP 503", 503, omit_value=True),
+        ),
+        (
+            Defer(3, UNAVAILABLE),
+            DeadLetter("record_too_large", 2, str(TOO_LARGE), "HTTP 503", 503, omit_value=True),
+        ),
+        (
+            DeadLetter("invalid_event", 0, "not JSON"),
+            DeadLetter("record_too_large", 0, "invalid_event: not JSON", omit_value=True),
+        ),
+        (
+            DeadLetter("permanent_status", 1, None, "HTTP 404", 404),
+            DeadLetter(
+                "record_too_large",
+                1,
+                f"permanent_status: {TOO_LARGE}",
+                "HTTP 404",
+                404,
+                omit_value=True,
+            ),
+        ),
+    ],
+)
+async def test_a_record_too_large_becomes_a_dead_letter_without_the_value(
+    settlement: Any, expected: DeadLetter
+) -> None:
+    rig = Rig()
+    rig.settler.settle(rig.work(0), settlement)
+    rig.writer.futures[0].set_exception(TOO_LARGE)
+    await settled(rig, 2)
+    assert rig.writer.writes[1][2]["letter"] == expected
+    rig.writer.futures[1].set_result(None)
+    await asyncio.sleep(0)
+    assert rig.tracker.committable() == 1
+
+
+async def test_a_dead_letter_too_large_even_without_the_value_is_skipped() -> None:
+    rig = Rig()
+    rig.settler.settle(rig.work(0), DeadLetter("record_too_large", 0, omit_value=True))
+    rig.writer.futures[0].set_exception(TOO_LARGE)
+    await asyncio.sleep(0)
+    assert len(rig.writer.writes) == 1
     assert rig.tracker.committable() == 1
 
 
