@@ -1,10 +1,12 @@
-"""Destination hosts, for the transports that resolve and check them themselves.
+"""Destination hosts: what every transport's destination guard builds on.
 
 h1 and pyreqwest connect to exactly the address the destination guard checked, so
-they resolve names here instead of inside the HTTP client: the parts of a host key,
-the loop's resolver, and why a host is refused
+they resolve names here instead of inside the HTTP client; aiohttp checks in its
+resolver what it then connects to. Here: the parts of a host key, the loop's
+resolver, and why a host is refused
 (:func:`~stream_wfm.delivery.guard.address_refusal`, applied to an IP literal or to
-every address a name resolves to).
+every address a name resolves to). A name is never refused for being a name: only
+for what it resolves to.
 """
 
 from __future__ import annotations

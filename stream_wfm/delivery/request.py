@@ -53,6 +53,7 @@ __all__ = [
     "form_quote",
     "host_key_of",
     "query_value",
+    "redacted_url",
 ]
 
 DEFAULT_USER_AGENT: Final = f"stream-wfm/{__version__}"
@@ -60,10 +61,15 @@ EVENT_ID_HEADER: Final = "X-WFM-Event-Id"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class WebhookRequest:
     """One HTTP request to send. ``host_key`` (``scheme://host:port``, lower
-    case) identifies the destination for per-host limits."""
+    case) identifies the destination for per-host limits.
+
+    Its ``repr`` (and ``str``) shows no secret, as requests end up in log lines and
+    tracebacks: the URL without user info, query or fragment (the query may hold a
+    token and holds the payload), the header names without their values, and the
+    body's size."""
 
     method: str
     url: str
@@ -72,6 +78,26 @@ class WebhookRequest:
     timeout: float
     host_key: str
     event_id: str
+
+    def __repr__(self) -> str:
+        names = tuple(name for name, _ in self.headers)
+        return (
+            f"WebhookRequest(method={self.method!r}, url={redacted_url(self.url)!r}, "
+            f"header_names={names!r}, body_bytes={len(self.body)}, timeout={self.timeout!r}, "
+            f"event_id={self.event_id!r})"
+        )
+
+
+def redacted_url(url: str) -> str:
+    """``url`` for logs: scheme, host, port and path; user info, fragment and the
+    query's content left out (``?...`` says there was one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "?..." if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
 
 
 def host_key_of(url: str) -> str:

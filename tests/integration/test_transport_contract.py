@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from stream_wfm.delivery import destinations
+from stream_wfm.delivery.guard import address_refusal
 from stream_wfm.delivery.outcome import OutcomeKind
 from stream_wfm.delivery.request import (
     DEFAULT_USER_AGENT,
@@ -501,13 +502,125 @@ async def test_guard_refuses_loopback_by_ip_and_by_name(
     assert outcome.reason == "destination_not_allowed"
     assert outcome.status_class == "destination_not_allowed"
     assert outcome.error is not None
-    assert outcome.error.startswith(f"destination not allowed: {host} ")
+    # Refused for what the host is or resolves to (loopback), not for being a name.
     if host == "127.0.0.1":
         assert outcome.error == "destination not allowed: 127.0.0.1 is a loopback address"
+    else:
+        assert outcome.error == "destination not allowed: localhost resolves to a loopback address"
     assert rec.requests == []
     # Asked again (cached or not), still refused.
     again = await transport.send(_request(f"http://{host}:{rec.port}/hook"))
     assert again.reason == "destination_not_allowed"
+    assert rec.requests == []
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def make_resolving_transport(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., Transport]]:
+    """Each transport with the destination guard on and a stub resolver
+    (``resolve(host, port)`` → addresses) instead of the system's."""
+    made: list[Transport] = []
+    name: str = request.param
+
+    def make(resolve: destinations.Resolve) -> Transport:
+        transport: Transport
+        limits: dict[str, Any] = {
+            "max_in_flight": 8,
+            "max_in_flight_per_host": 4,
+            "allow_private_destinations": False,
+            "resolve": resolve,
+        }
+        if name == "h1":
+            from stream_wfm.delivery.h1_transport import H1Transport
+
+            transport = H1Transport(**limits)
+        elif name == "pyreqwest":
+            from stream_wfm.delivery.pyreqwest_transport import PyreqwestTransport
+
+            transport = PyreqwestTransport(**limits)
+        else:
+            from stream_wfm.delivery.aiohttp_transport import AiohttpTransport
+
+            transport = AiohttpTransport(**limits)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.close()
+
+
+def _stub_resolver(answers: dict[str, list[str]], asked: list[str]) -> destinations.Resolve:
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers[host]
+
+    return resolve
+
+
+async def test_guard_allows_a_name_whose_addresses_are_public(
+    make_resolving_transport: Callable[..., Transport],
+    receiver_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name is judged by the addresses it resolves to: all public, it is delivered to.
+    The stub resolver answers 127.0.0.1, which this test alone counts as public (the guard
+    is asked through :mod:`destinations`, as every transport does), so that the request
+    stays on this machine; every other address is judged as usual."""
+    monkeypatch.setattr(
+        destinations,
+        "address_refusal",
+        lambda ip: None if ip == "127.0.0.1" else address_refusal(ip),
+    )
+    rec: Receiver = await receiver_factory(host="127.0.0.1")
+    asked: list[str] = []
+    transport = make_resolving_transport(
+        _stub_resolver({"hooks.example.test": ["127.0.0.1"]}, asked)
+    )
+    url = f"http://hooks.example.test:{rec.port}/hook"
+    outcome = await transport.send(_request(url))
+    assert outcome.error is None
+    assert outcome.kind is OutcomeKind.DELIVERED
+    assert "hooks.example.test" in asked  # the transport asked the guarded resolver
+    assert rec.requests[0].headers["Host"] == f"hooks.example.test:{rec.port}"
+
+
+@pytest.mark.parametrize(
+    ("addresses", "reason"),
+    [
+        (["127.0.0.1"], "loopback"),
+        (["8.8.8.8", "10.1.2.3"], "private"),  # every address counts, not just the first
+        (["::ffff:169.254.169.254"], "metadata"),
+        (["2606:4700:4700::1111", "fe80::1"], "link-local"),
+    ],
+)
+async def test_guard_refuses_a_name_that_resolves_to_a_non_public_address(
+    make_resolving_transport: Callable[..., Transport], addresses: list[str], reason: str
+) -> None:
+    asked: list[str] = []
+    transport = make_resolving_transport(_stub_resolver({"hooks.example.test": addresses}, asked))
+    outcome = await transport.send(_request("http://hooks.example.test:8080/hook"))
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert outcome.reason == "destination_not_allowed"
+    assert outcome.error == (
+        f"destination not allowed: hooks.example.test resolves to a {reason} address"
+    )
+    assert asked == ["hooks.example.test"]
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.0.0.1", "127.000.000.001"])
+async def test_guard_refuses_legacy_numeric_forms_of_loopback(
+    make_transport: MakeTransport, receiver_factory: Any, host: str
+) -> None:
+    """``getaddrinfo`` reads these as 127.0.0.1 (inet_aton); ``ipaddress`` does not read
+    them at all, so they must not slip past the guard as "not an IP literal"."""
+    rec: Receiver = await receiver_factory()
+    outcome = await make_transport(allow_private=False).send(
+        _request(f"http://{host}:{rec.port}/hook")
+    )
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert outcome.reason == "destination_not_allowed"
     assert rec.requests == []
 
 

@@ -414,3 +414,110 @@ def test_form_encode_is_urlencode(pairs: list[tuple[str, str]]) -> None:
 def test_form_quote_is_quote_plus(text: str) -> None:
     assert form_quote(text) == quote_plus(text, safe="")
     assert form_quote(text) == quote_plus(text, safe="")
+
+
+# --- the request's repr never shows secrets (header values, URL credentials, query, body) ------
+SECRET_AUTH = "Basic YWxhZGRpbjpvcGVuc2VzYW1l"
+
+
+def _secret_request() -> WebhookRequest:
+    """A URL-encoded request with a Basic auth header, a query token and payload values in
+    the query; and one built by hand with URL credentials and a JSON body."""
+    return template(agent_event_url=AGENT_URL + "?token=qs-s3cret").build(
+        fixture_event("agent_login.json")
+    )
+
+
+def _hand_made_request() -> WebhookRequest:
+    url = "https://user:pw-s3cret@[2001:db8::1]:8443/p/hook?sig=qs-s3cret#frag-s3cret"
+    return WebhookRequest(
+        "POST",
+        url,
+        (("Authorization", SECRET_AUTH), ("X-Api-Key", "k-s3cret")),
+        b'{"username":"jane.doe@example.com"}',
+        5.0,
+        host_key_of(url),
+        "e-1",
+    )
+
+
+_SECRETS = (
+    SECRET_AUTH,
+    "YWxhZGRpbjpvcGVuc2VzYW1l",
+    "s3cret",
+    "jane.doe",  # payload value, in the query or the body
+    "88201345",
+)
+
+
+def _assert_no_secret(text: str) -> None:
+    for secret in _SECRETS:
+        assert secret not in text, f"{secret!r} in {text!r}"
+
+
+@pytest.mark.parametrize("make", [_secret_request, _hand_made_request])
+def test_request_repr_and_str_show_no_secret(make: Any) -> None:
+    request = make()
+    assert SECRET_AUTH in dict(request.headers).values()  # it is there, just not shown
+    for text in (repr(request), str(request), f"{request}", f"{request!r}", format(request)):
+        _assert_no_secret(text)
+        # ...but what helps to debug is there: the header names, the host and path, the size.
+        for name, _value in request.headers:
+            assert repr(name) in text
+        assert f"body_bytes={len(request.body)}" in text
+        assert f"event_id={request.event_id!r}" in text
+
+
+def test_request_repr_names_the_url_without_credentials_query_or_fragment() -> None:
+    text = repr(_hand_made_request())
+    assert "url='https://[2001:db8::1]:8443/p/hook?...'" in text
+    text = repr(_secret_request())
+    assert "url='https://wfm.example.com/ringcx/agent?...'" in text
+
+
+def test_request_repr_survives_an_unparsable_url() -> None:
+    request = WebhookRequest("POST", "http://[::1/x?k=s3cret", (), b"", 1.0, "http://x:80", "e")
+    assert "s3cret" not in repr(request)
+
+
+def test_exceptions_and_log_lines_formed_from_a_request_show_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import traceback
+
+    request = _hand_made_request()
+    logger = logging.getLogger("stream_wfm.test_request_repr")
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        logger.info("sending %s", request)
+        logger.warning("sending %r", request)
+        logger.error("failed", extra={"request": request})
+        try:
+            raise RuntimeError(request)
+        except RuntimeError:
+            logger.exception("failed to send %s", request)
+        try:
+            raise ValueError(f"cannot send {request}")
+        except ValueError as exc:
+            formatted = "".join(traceback.format_exception(exc))
+    _assert_no_secret(caplog.text)
+    for record in caplog.records:
+        _assert_no_secret(record.getMessage())
+    _assert_no_secret(formatted)
+    assert "Authorization" in formatted
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789+/=", min_size=6, max_size=40))
+def test_no_header_value_reaches_the_repr(value: str) -> None:
+    secret = f"SECRET-{value}"
+    request = WebhookRequest(
+        "POST",
+        AGENT_URL,
+        (("Authorization", f"Bearer {secret}"), ("X-Token", secret)),
+        secret.encode(),
+        5.0,
+        host_key_of(AGENT_URL),
+        "e-1",
+    )
+    assert secret not in repr(request)
+    assert secret not in str(request)
