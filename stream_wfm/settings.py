@@ -7,6 +7,7 @@ Names follow docs/contract.md §1 and §8. Any librdkafka property passes throug
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -26,6 +27,29 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 SECRET_KAFKA_KEYS = frozenset(
     {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
 )
+
+
+#: The shortest STREAM_WFM_CONSOLE_SECRET_KEY accepted: 32 characters (256 bits as hex or more).
+MIN_CONSOLE_SECRET_KEY_LENGTH = 32
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """Parse ``"10.0.0.0/8, 192.0.2.1"`` (addresses or CIDRs, comma-separated; empty items
+    are skipped) into networks; an address is a network of one."""
+    networks: list[IPNetwork] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or a CIDR such as 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
 
 
 def parse_backoff(value: str) -> tuple[tuple[str, int], ...]:
@@ -150,20 +174,54 @@ class Settings(BaseSettings):
     )
 
     # --- Console -----------------------------------------------------------
-    console_host: str = Field(default="0.0.0.0", description="Bind address of the console.")
+    console_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the console (0.0.0.0: every interface, e.g. in a "
+        "container behind a proxy).",
+    )
     console_port: int = Field(default=9109, ge=0, le=65535, description="Port of the console.")
     console_username: str = Field(
         default="admin", min_length=1, description="User name for the console's sign-in."
     )
     console_password: SecretStr | None = Field(default=None, description="Required by console.")
     console_secret_key: SecretStr | None = Field(
-        default=None, description="Key signing console sessions; random per start when unset."
+        default=None,
+        description="Key signing console sessions, at least 32 characters; random per start "
+        "when unset or empty.",
+    )
+    console_trusted_proxies: str | None = Field(
+        default=None,
+        description="Addresses or CIDRs (comma-separated) of the reverse proxies in front of "
+        "the console; only from these are X-Forwarded-For and X-Forwarded-Proto believed "
+        "(unset or empty: none).",
     )
 
     @field_validator("retry_backoff")
     @classmethod
     def _check_backoff(cls, value: str) -> str:
         parse_backoff(value)
+        return value
+
+    @field_validator("console_secret_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("console_secret_key", mode="after")
+    @classmethod
+    def _long_enough_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_CONSOLE_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_CONSOLE_SECRET_KEY_LENGTH} characters "
+                "(e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        return value
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_networks(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -181,6 +239,11 @@ class Settings(BaseSettings):
     def retry_tiers(self) -> tuple[tuple[str, int], ...]:
         """``((name, seconds), ...)`` of the retry tiers."""
         return parse_backoff(self.retry_backoff)
+
+    @property
+    def console_trusted_networks(self) -> tuple[IPNetwork, ...]:
+        """The networks of ``console_trusted_proxies``."""
+        return parse_networks(self.console_trusted_proxies or "")
 
     def retry_topics(self) -> list[str]:
         return [f"{self.retry_topic_prefix}.{name}" for name, _ in self.retry_tiers]

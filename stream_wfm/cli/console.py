@@ -34,9 +34,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve the admin console (needs STREAM_WFM_CONSOLE_PASSWORD)",
         description=(
             "Serve the admin console on STREAM_WFM_CONSOLE_HOST:STREAM_WFM_CONSOLE_PORT "
-            "(default 0.0.0.0:9109). Sign in as STREAM_WFM_CONSOLE_USERNAME (default admin) "
-            "with STREAM_WFM_CONSOLE_PASSWORD; set STREAM_WFM_CONSOLE_SECRET_KEY to keep "
-            "sessions valid across restarts."
+            "(default 127.0.0.1:9109). Sign in as STREAM_WFM_CONSOLE_USERNAME (default admin) "
+            "with STREAM_WFM_CONSOLE_PASSWORD; set STREAM_WFM_CONSOLE_SECRET_KEY (at least 32 "
+            "characters) to keep sessions valid across restarts. Behind an HTTPS reverse "
+            "proxy, list its address in STREAM_WFM_CONSOLE_TRUSTED_PROXIES."
         ),
     )
     parser.set_defaults(func=cmd_console)

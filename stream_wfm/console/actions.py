@@ -8,11 +8,11 @@ import logging
 from aiohttp import web
 
 from stream_wfm.console import urls
-from stream_wfm.console.forms import form_from_config
+from stream_wfm.console.forms import form_from_config, form_from_post
 from stream_wfm.console.pages import message, render, see_other
 from stream_wfm.console.state import READ_BACK_TIMEOUT, console_of, session_of
 from stream_wfm.console.testevent import Sample, send_test_event
-from stream_wfm.console.views import integration_page
+from stream_wfm.console.views import check_form, integration_page, refused_page
 from stream_wfm.integrations.store import Entry
 from stream_wfm.integrations.writer import ConfigWriteError
 
@@ -42,6 +42,8 @@ def _entry_or_page(request: web.Request) -> Entry | web.Response:
 
 
 async def test_event(request: web.Request) -> web.StreamResponse:
+    """``Send test event``: the page's form as it is (saved or not) when it was posted —
+    the button submits the integration form — else the saved integration."""
     found = _entry_or_page(request)
     if isinstance(found, web.Response):
         return found
@@ -50,23 +52,39 @@ async def test_event(request: web.Request) -> web.StreamResponse:
         sample = Sample(str(post.get("sample", "")))
     except ValueError:
         return message(request, 400, "Unknown sample", "Choose a sample event from the list.")
-    result = await send_test_event(found, sample, console_of(request).transport)
+    account_id = found.config.account_id
+    posted_form = "agent_event_url" in post or "call_event_url" in post
+    form = form_from_post(post, account_id) if posted_form else form_from_config(found.config)
+    config, problems = check_form(form, found)
+    if config is None:
+        return refused_page(
+            request,
+            account_id=account_id,
+            form=form,
+            entry=found,
+            problems=problems,
+            refused="Nothing was sent",
+            sample=sample,
+        )
+    result = await send_test_event(config, sample, console_of(request).transport)
     log.info(
         "console sent a test event",
         extra={
-            "account_id": found.config.account_id,
+            "account_id": account_id,
             "event_id": result.event_id,
             "outcome": result.outcome,
             "status": result.status,
+            "unsaved": config != found.config,
         },
     )
     return integration_page(
         request,
-        account_id=found.config.account_id,
-        form=form_from_config(found.config),
+        account_id=account_id,
+        form=form,
         entry=found,
         test=result,
         sample=sample,
+        test_unsaved=config != found.config,
     )
 
 

@@ -35,20 +35,24 @@ def create_app(
     *,
     changes: ConfigChanges | None = None,
     limiter: SignInLimiter | None = None,
+    sessions: SessionCodec | None = None,
 ) -> web.Application:
     """The console. Pass ``changes`` when it is the store's ``on_change`` listener, so
-    saves are read back as soon as the store applies them."""
+    saves are read back as soon as the store applies them; ``limiter`` and ``sessions``
+    replace the defaults (tests give them a fake clock)."""
     key = settings.console_secret_key
+    if sessions is None:
+        secret = key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
+        sessions = SessionCodec(secret)
     console = Console(
         settings=settings,
         store=store,
         writer=writer,
         transport=transport,
         changes=changes or ConfigChanges(),
-        sessions=SessionCodec(
-            key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
-        ),
+        sessions=sessions,
         limiter=limiter or SignInLimiter(),
+        trusted_proxies=settings.console_trusted_networks,
     )
     app = web.Application(middlewares=[auth.session_middleware])
     app[CONSOLE] = console

@@ -2,14 +2,16 @@
 
 Every request except the sign-in page and static files needs a signed-in
 session. Every POST, the sign-in form included, must carry the session's CSRF
-token in the ``csrf_token`` field, or it is refused with 403.
+token in the ``csrf_token`` field, or it is refused with 403. Cookies are
+``Secure`` when the request came over https (directly, or as a trusted proxy
+says: :mod:`~stream_wfm.console.clients`). Sign-in attempts go through the
+limiter (:mod:`~stream_wfm.console.ratelimit`) first.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import math
 from typing import Final
 from urllib.parse import quote
 
@@ -18,8 +20,9 @@ from aiohttp.typedefs import Handler
 
 from stream_wfm.console import urls
 from stream_wfm.console.pages import message, render, see_other
-from stream_wfm.console.sessions import COOKIE_NAME, Session
-from stream_wfm.console.state import SESSION, console_of, session_of
+from stream_wfm.console.ratelimit import Attempt, seconds_text
+from stream_wfm.console.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, DEVICE_SECONDS, Session
+from stream_wfm.console.state import SESSION, client_of, console_of, session_of
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,24 @@ def set_session_cookie(
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=client_of(request).https,
+    )
+
+
+def _set_device_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE_NAME,
+        value,
+        max_age=DEVICE_SECONDS,
+        path=urls.SIGN_IN,
+        httponly=True,
+        samesite="Strict",
+        secure=client_of(request).https,
     )
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_of(request).address
 
 
 @web.middleware
@@ -59,8 +74,11 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         session = console.sessions.anonymous()
     request[SESSION] = session
     response = await _guarded(request, handler, session)
-    if fresh and COOKIE_NAME not in response.cookies:
-        set_session_cookie(request, response, session)
+    if COOKIE_NAME not in response.cookies:
+        # A new visitor's session, or a signed-in one with this request as its last activity.
+        renewed = session if fresh else console.sessions.touch(session)
+        if renewed is not None:
+            set_session_cookie(request, response, renewed)
     return response
 
 
@@ -105,35 +123,39 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     target = form.get("next")
     next_path = target if isinstance(target, str) else ""
     client = _client(request)
-    wait = console.limiter.retry_after(client)
+    user = username if isinstance(username, str) else ""
+    device_cookie = request.cookies.get(DEVICE_COOKIE_NAME)
+    attempt = Attempt(user, client, console.sessions.device_of(device_cookie, user))
+    wait = console.limiter.retry_after(attempt)
     if wait is not None:
-        seconds = math.ceil(wait)
+        seconds = seconds_text(wait)
         log.warning("console sign-in refused: too many failures", extra={"client": client})
         response = render(
             request,
             "sign_in.html",
             {
                 "next": next_path,
-                "username": username if isinstance(username, str) else "",
+                "username": user,
                 "error": f"Too many failed sign-in attempts. Try again in {seconds} seconds.",
             },
             status=429,
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-    if (
-        isinstance(username, str)
-        and isinstance(password, str)
-        and _credentials_ok(request, username, password)
-    ):
-        console.limiter.success(client)
-        session = console.sessions.signed_in(username)
-        log.info("console sign-in", extra={"user": username, "client": client})
+    if isinstance(password, str) and _credentials_ok(request, user, password):
+        console.limiter.success(attempt)
+        session = console.sessions.signed_in(user)
+        log.info("console sign-in", extra={"user": user, "client": client})
         response = see_other(urls.safe_next(next_path))
         set_session_cookie(request, response, session)
+        known = device_cookie if attempt.device is not None else None
+        _set_device_cookie(request, response, known or console.sessions.device_cookie(user))
         return response
-    console.limiter.failure(client)
-    log.warning("console sign-in failed", extra={"client": client})
+    console.limiter.failure(attempt)
+    log.warning(
+        "console sign-in failed",
+        extra={"client": client, "known_browser": attempt.device is not None},
+    )
     return render(
         request,
         "sign_in.html",
@@ -160,5 +182,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     console.sessions.revoke(session_of(request))
     response = see_other(urls.SIGN_IN)
-    response.del_cookie(COOKIE_NAME, path="/")
+    response.del_cookie(
+        COOKIE_NAME, path="/", secure=client_of(request).https, httponly=True, samesite="Strict"
+    )
     return response

@@ -19,7 +19,8 @@ from typing import Final
 from aiohttp import web
 
 from stream_wfm.console import urls
-from stream_wfm.console.pages import render
+from stream_wfm.console.inputs import strict_int
+from stream_wfm.console.pages import message, render
 from stream_wfm.console.state import console_of, session_of
 from stream_wfm.retry.dead_letters import DlqEntry, DlqFilter, read_dead_letters
 from stream_wfm.retry.exceptions import DlqError, RedriveError
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SHOWN: Final = 50
 READ_TIMEOUT: Final = 20.0
+#: Unix milliseconds have 13 digits until the year 2286.
+MAX_MS_DIGITS: Final = 15
 
 
 def utc_ms(ms: int | None) -> str:
@@ -88,7 +91,18 @@ async def redrive_dead_letters(request: web.Request) -> web.StreamResponse:
     account_id = request.match_info["account_id"]
     post = await request.post()
     raw_until = post.get("until_ms")
-    until_ms = int(raw_until) if isinstance(raw_until, str) and raw_until.isdigit() else None
+    until_ms: int | None = None
+    if isinstance(raw_until, str) and raw_until:
+        until_ms = strict_int(raw_until, max_digits=MAX_MS_DIGITS)
+        if until_ms is None or until_ms < 0:
+            return message(
+                request,
+                400,
+                "Bad request",
+                "The page's time bound (until_ms) is not a number of milliseconds. "
+                "Reload the dead letters and try again.",
+                link=(urls.account_url(account_id, "/dead-letters"), "Dead letters"),
+            )
     flt = DlqFilter(account_id=account_id, until_ms=until_ms or int(time.time() * 1000))
     report: RedriveReport | None = None
     error: str | None = None

@@ -2,11 +2,13 @@
 
 Control names are the config's field names; custom headers are rows of
 ``header_name_<i>``, ``header_value_<i>``, ``header_remove_<i>`` and, for a
-header that is already saved, ``header_saved_<i>`` (its saved name).
+header that is already saved, ``header_saved_<i>`` (its saved name: a display hint
+for the row's placeholder and messages, never used to pick a value).
 
 Saved header values never go back to the browser: a saved row shows its name
-and an empty value box. On save, an empty value keeps the stored value, a new
-value replaces it and the remove box drops the header. Values typed into the
+and an empty value box. On save, an empty value keeps the value saved under the
+row's header name — unless a URL now goes to another origin (:mod:`.saved`) — a
+new value replaces it and the remove box drops the header. Values typed into the
 form are shown again only when the same form comes back (Add header, or an
 error), like any other typed text.
 """
@@ -14,12 +16,13 @@ error), like any other typed text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from multidict import MultiDictProxy
 
+from stream_wfm.console.inputs import strict_int, strict_number
+from stream_wfm.console.saved import SavedSecrets
 from stream_wfm.integrations.exceptions import FieldError
 from stream_wfm.integrations.model import IntegrationConfig
 
@@ -50,10 +53,24 @@ LABELS: Final = {
 }
 #: More rows than this in one post is not a form of ours.
 MAX_ROWS: Final = 64
+#: Longer numbers than these are passed on as text (and refused by validation).
+MAX_INTEGER_DIGITS: Final = 18
+MAX_NUMBER_CHARS: Final = 32
 
-_ROW_KEY = re.compile(r"header_(?:name|value|saved|remove)_([0-9]{1,3})")
-_INTEGER = re.compile(r"-?[0-9]+")
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+ROWS_NEED_ATTENTION: Final = "some rows need attention (see below)"
+MOVED_ORIGIN: Final = (
+    "a URL now goes to another site (scheme, host or port), so saved header values are "
+    "not sent there: type them again (see below)"
+)
+_ROW_MOVED: Final = (
+    "Type this value again: a URL now goes to another site, and a saved value is only "
+    "sent to the site it was saved for."
+)
+_ROW_RENAMED: Final = (
+    "Type a value for this header: a saved value stays with the name it was saved under."
+)
+
+_ROW_KEY = re.compile(r"header_(?:name|value|saved|remove)_([0-9]{1,3})", re.ASCII)
 
 
 @dataclass(slots=True)
@@ -114,7 +131,14 @@ def _raw(post: MultiDictProxy[Any], name: str) -> str:
 
 def form_from_post(post: MultiDictProxy[Any], account_id: str | None) -> IntegrationForm:
     """The posted form; ``account_id`` is the page's account (None: the new-integration form)."""
-    indexes = sorted({int(m.group(1)) for key in post if (m := _ROW_KEY.fullmatch(key))})
+    indexes = sorted(
+        {
+            index
+            for key in post
+            if (m := _ROW_KEY.fullmatch(key))
+            and (index := strict_int(m.group(1), max_digits=3)) is not None
+        }
+    )
     rows = [
         HeaderRow(
             name=_text(post, f"header_name_{i}"),
@@ -136,18 +160,20 @@ def form_from_post(post: MultiDictProxy[Any], account_id: str | None) -> Integra
 
 
 def _integer_or_text(text: str) -> int | str:
-    return int(text) if _INTEGER.fullmatch(text) else text
+    number = strict_int(text, max_digits=MAX_INTEGER_DIGITS)
+    return text if number is None else number
 
 
 def _number_or_text(text: str) -> float | int | str:
-    if not _NUMBER.fullmatch(text):
-        return text
-    number = float(text)
-    return int(number) if number.is_integer() else number
+    number = strict_number(text, max_chars=MAX_NUMBER_CHARS)
+    return text if number is None else number
 
 
-def _headers(rows: list[HeaderRow], saved_values: Mapping[str, str]) -> dict[str, str]:
-    """The headers the rows ask for; sets ``row.error`` on rows that make no sense."""
+def _headers(rows: list[HeaderRow], saved: SavedSecrets, moved: bool) -> dict[str, str]:
+    """The headers the rows ask for; sets ``row.error`` on rows that make no sense.
+
+    An empty value keeps the value saved under the row's own name (``row.saved`` only
+    words the message), and only when no URL ``moved`` to another origin."""
     headers: dict[str, str] = {}
     for row in rows:
         row.error = None
@@ -159,13 +185,19 @@ def _headers(rows: list[HeaderRow], saved_values: Mapping[str, str]) -> dict[str
             continue
         value = row.value
         if not value:
-            if not row.saved:
-                row.error = "Enter a header value."
+            kept = saved.value(row.name)
+            if kept is None:
+                if row.saved and saved.value(row.saved) is not None:
+                    row.error = _ROW_RENAMED
+                elif row.saved:
+                    row.error = "This header is no longer saved; enter its value again."
+                else:
+                    row.error = "Enter a header value."
                 continue
-            if row.saved not in saved_values:
-                row.error = "This header is no longer saved; enter its value again."
+            if moved:
+                row.error = _ROW_MOVED
                 continue
-            value = saved_values[row.saved]
+            value = kept
         if row.name in headers:
             row.error = "This header name is given more than once."
             continue
@@ -174,14 +206,17 @@ def _headers(rows: list[HeaderRow], saved_values: Mapping[str, str]) -> dict[str
 
 
 def config_data(
-    form: IntegrationForm, saved_values: Mapping[str, str]
-) -> tuple[dict[str, Any], bool]:
-    """The config dict to validate, and whether every header row made sense.
+    form: IntegrationForm, saved: IntegrationConfig | None
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """The config dict to validate, and the problems of the header rows (empty when every
+    row made sense).
 
-    ``saved_values`` are the stored header values of the account (name →
-    value), used for saved rows whose value box is left empty.
+    ``saved`` is the account's saved config (None: a new integration); rows whose value
+    box is left empty keep its values as :class:`~.saved.SavedSecrets` allows.
     """
-    headers = _headers(form.rows, saved_values)
+    secrets = SavedSecrets.of(saved)
+    moved = not secrets.may_go_to((form.agent_event_url, form.call_event_url))
+    headers = _headers(form.rows, secrets, moved)
     data: dict[str, Any] = {
         "account_id": form.account_id,
         "agent_event_url": form.agent_event_url,
@@ -191,7 +226,12 @@ def config_data(
         "max_retries": _integer_or_text(form.max_retries),
         "timeout_seconds": _number_or_text(form.timeout_seconds),
     }
-    return data, all(row.error is None for row in form.rows)
+    problems: list[FieldError] = []
+    if any(row.error == _ROW_MOVED for row in form.rows):
+        problems.append(FieldError("headers", MOVED_ORIGIN))
+    elif any(row.error is not None for row in form.rows):
+        problems.append(FieldError("headers", ROWS_NEED_ATTENTION))
+    return data, problems
 
 
 def _sentence(field_name: str, message: str) -> str:

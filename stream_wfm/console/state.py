@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from stream_wfm.console.changes import ConfigChanges
+from stream_wfm.console.clients import Client, request_client
 from stream_wfm.console.ratelimit import SignInLimiter
 from stream_wfm.console.sessions import Session, SessionCodec
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriter
-from stream_wfm.settings import Settings
+from stream_wfm.settings import IPNetwork, Settings
 
 #: How long a handler waits for the config store to read back what it wrote.
 READ_BACK_TIMEOUT = 5.0
@@ -27,6 +28,7 @@ class Console:
     changes: ConfigChanges
     sessions: SessionCodec
     limiter: SignInLimiter
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -39,3 +41,8 @@ def console_of(request: web.Request) -> Console:
 
 def session_of(request: web.Request) -> Session:
     return request[SESSION]
+
+
+def client_of(request: web.Request) -> Client:
+    """The client's address and scheme, ``X-Forwarded-*`` from trusted proxies believed."""
+    return request_client(request, console_of(request).trusted_proxies)

@@ -1,12 +1,16 @@
 """``Send test event``: a realistic sample event, formatted and sent exactly as
 the service would send it.
 
-The sample goes through :func:`~stream_wfm.events.decode_event`, the account's
-request template (:func:`~stream_wfm.delivery.request.compile_template`, as the
-service compiles it: URL, format, configured headers) and the transport's
+The sample goes through :func:`~stream_wfm.events.decode_event`, the request
+template of the config in the form (:func:`~stream_wfm.delivery.request.compile_template`,
+as the service compiles it: URL, format, configured headers) and the transport's
 ``send_with_response`` (destination guard, timeout, no redirects). Its
 ``event_id`` is ``test-<uuid>``, so the receiver sees ``X-WFM-Event-Id: test-…``.
 It is sent even when the integration would filter such an event; the result says so.
+
+The result is a short summary — status code, the standard reason phrase, time taken,
+the body's size — and never the response body, which may reflect the request's
+headers (saved secrets) back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
@@ -24,10 +29,11 @@ from stream_wfm.delivery.request import EVENT_ID_HEADER, compile_template
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import IntegrationConfig
-from stream_wfm.integrations.store import Entry
 from stream_wfm.routing import decide
 
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+#: The response body is read up to this many bytes, to tell its size; never shown.
+BODY_READ_LIMIT: Final = 4096
 
 
 class Sample(enum.StrEnum):
@@ -149,8 +155,22 @@ class SentTestEvent:
     status: int | None
     error: str | None
     elapsed_ms: float
-    body_preview: str
+    body_bytes: int
     filtered_reason: str | None
+
+    @property
+    def reason_phrase(self) -> str:
+        """The standard reason phrase of the status ("OK", "Not Found"), never the server's."""
+        try:
+            return HTTPStatus(self.status or 0).phrase
+        except ValueError:
+            return ""
+
+    @property
+    def body_size(self) -> str:
+        if self.body_bytes >= BODY_READ_LIMIT:
+            return f"{BODY_READ_LIMIT} bytes or more"
+        return "empty" if self.body_bytes == 0 else f"{self.body_bytes} bytes"
 
     @property
     def filtered_because(self) -> str | None:
@@ -161,9 +181,11 @@ class SentTestEvent:
 
 
 async def send_test_event(
-    entry: Entry, sample: Sample, transport: Transport, now: datetime | None = None
+    config: IntegrationConfig, sample: Sample, transport: Transport, now: datetime | None = None
 ) -> SentTestEvent:
-    config = entry.config
+    """Send ``sample`` as ``config`` says. The caller builds ``config`` with
+    :func:`~stream_wfm.console.views.check_form`, so saved header values in it are only
+    those the saved config allows for its URLs (:mod:`~stream_wfm.console.saved`)."""
     event_id = f"test-{uuid.uuid4()}"
     kind = SAMPLE_KINDS[sample]
     raw = sample_event(sample, config.account_id, event_id, now or datetime.now(UTC))
@@ -182,11 +204,11 @@ async def send_test_event(
             None,
             "no URL is set for this kind of event",
             0.0,
-            "",
+            0,
             filtered,
         )
     request = template.build(event)
-    response = await transport.send_with_response(request)
+    response = await transport.send_with_response(request, preview=BODY_READ_LIMIT)
     outcome = response.outcome
     return SentTestEvent(
         sample=sample,
@@ -199,6 +221,6 @@ async def send_test_event(
         status=outcome.status,
         error=outcome.error,
         elapsed_ms=round(response.elapsed * 1000, 1),
-        body_preview=response.body_preview.decode("utf-8", "replace"),
+        body_bytes=len(response.body_preview),
         filtered_reason=filtered,
     )

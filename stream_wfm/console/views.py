@@ -101,8 +101,12 @@ def integration_page(
     test: SentTestEvent | None = None,
     sample: Sample | None = None,
     status: int = 200,
+    refused: str = "Nothing was saved",
+    test_unsaved: bool = False,
 ) -> web.Response:
-    """The integration form; ``account_id`` None is the new-integration page."""
+    """The integration form; ``account_id`` None is the new-integration page. ``refused``
+    heads the list of ``errors``: what did not happen; ``test_unsaved``: the ``test``
+    was sent with settings that are not saved."""
     if sample is None and entry is not None:
         sample = default_sample(entry.config)
     context: dict[str, Any] = {
@@ -114,6 +118,8 @@ def integration_page(
         "labels": LABELS,
         "event_fields": EVENT_FIELDS,
         "test": test,
+        "test_unsaved": test_unsaved,
+        "refused": refused,
         "samples": SAMPLE_LABELS,
         "sample": sample,
         "action": urls.NEW_INTEGRATION if account_id is None else urls.account_url(account_id),
@@ -185,6 +191,45 @@ async def create_integration(request: web.Request) -> web.StreamResponse:
     return await _save(request, None, None)
 
 
+def check_form(
+    form: IntegrationForm, entry: Entry | None
+) -> tuple[IntegrationConfig | None, list[FieldError]]:
+    """The config the form asks for, or None and why not. ``entry`` is the account's
+    saved integration (None: a new one); its header values are kept as
+    :mod:`~stream_wfm.console.saved` allows."""
+    data, row_problems = config_data(form, None if entry is None else entry.config)
+    try:
+        config = validate_config(data, form.account_id)
+    except ConfigValidationError as exc:
+        return None, [*exc.field_errors, *row_problems]
+    return (None, row_problems) if row_problems else (config, [])
+
+
+def refused_page(
+    request: web.Request,
+    *,
+    account_id: str | None,
+    form: IntegrationForm,
+    entry: Entry | None,
+    problems: list[FieldError],
+    refused: str = "Nothing was saved",
+    sample: Sample | None = None,
+) -> web.Response:
+    """The form again (400) with ``problems`` next to their controls; ``refused``: what
+    did not happen."""
+    controls = _NEW_CONTROLS if account_id is None else _EDIT_CONTROLS
+    return integration_page(
+        request,
+        account_id=account_id,
+        form=form,
+        entry=entry,
+        errors=errors_by_control(problems, controls),
+        sample=sample,
+        status=400,
+        refused=refused,
+    )
+
+
 async def _save(request: web.Request, account_id: str | None, entry: Entry | None) -> web.Response:
     """Save the posted form of ``account_id``'s page (None: the new-integration page)."""
     console = console_of(request)
@@ -194,18 +239,7 @@ async def _save(request: web.Request, account_id: str | None, entry: Entry | Non
         return integration_page(
             request, account_id=account_id, form=form.with_empty_row(), entry=entry
         )
-    saved = (
-        {}
-        if entry is None
-        else {name: secret.get_secret_value() for name, secret in entry.config.headers.items()}
-    )
-    data, rows_ok = config_data(form, saved)
-    problems: list[FieldError] = []
-    config: IntegrationConfig | None = None
-    try:
-        config = validate_config(data, form.account_id)
-    except ConfigValidationError as exc:
-        problems = exc.field_errors
+    config, problems = check_form(form, entry)
     if account_id is None and console.store.get(form.account_id) is not None:
         problems.append(
             FieldError(
@@ -213,17 +247,9 @@ async def _save(request: web.Request, account_id: str | None, entry: Entry | Non
                 "already has an integration; open it from the accounts list to change it",
             )
         )
-    if not rows_ok:
-        problems.append(FieldError("headers", "some rows need attention (see below)"))
     if problems or config is None:
-        controls = _NEW_CONTROLS if account_id is None else _EDIT_CONTROLS
-        return integration_page(
-            request,
-            account_id=account_id,
-            form=form,
-            entry=entry,
-            errors=errors_by_control(problems, controls),
-            status=400,
+        return refused_page(
+            request, account_id=account_id, form=form, entry=entry, problems=problems
         )
     try:
         await asyncio.to_thread(console.writer.put, config)

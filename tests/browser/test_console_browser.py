@@ -363,10 +363,11 @@ async def test_send_test_event_reaches_the_receiver_and_shows_the_result(
     await page.get_by_role("button", name="Send test event").click()
 
     result = page.locator(".test-result")
-    await expect(result).to_contain_text("HTTP 200")
+    await expect(result).to_contain_text("HTTP 200 OK")
     await expect(result).to_contain_text("Delivered")
     await expect(result).to_contain_text(re.compile(r"Time taken\s*\d+(\.\d)? ms"))
-    await expect(result.locator("pre")).to_have_text("ok")
+    await expect(result).to_contain_text(re.compile(r"Response body\s*not shown \(2 bytes\)"))
+    await expect(result).not_to_contain_text("not saved")
     html = await visits.snap(page)
     [req] = [r for r in stack.receiver.requests if r.path == "/test-event/call"]
     event_id = req.headers["X-WFM-Event-Id"]
@@ -376,6 +377,60 @@ async def test_send_test_event_reaches_the_receiver_and_shows_the_result(
     assert req.json()["event_type"] == "ACD-CALL"
     assert req.json()["account_id"] == "15300303"
     await save_screenshot(page, "console-integration", full_page=True)
+
+
+async def test_a_saved_header_value_never_follows_the_url_to_another_site(
+    stack: Stack, context: BrowserContext, visits: Visits
+) -> None:
+    saved_url = stack.receiver.url("/origin/agent")
+    elsewhere = saved_url.replace("127.0.0.1", "localhost")  # the same server, another origin
+    put_config(
+        stack.settings,
+        {
+            "account_id": "15300707",
+            "agent_event_url": saved_url,
+            "agent_login_events": True,
+            "headers": {"Authorization": SECRETS[0]},
+        },
+    )
+    page = await context.new_page()
+    await sign_in(page, visits)
+    await page.get_by_role("link", name="15300707", exact=True).click()
+    before = config_count(stack)
+
+    # Send test event sends the form as it is, unsaved: the new URL is another site.
+    await page.get_by_label("Agent Event URL", exact=True).fill(elsewhere)
+    await page.get_by_role("button", name="Send test event").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Nothing was sent")
+    row_error = page.locator("#header_row_0-error")
+    await expect(row_error).to_contain_text("Type this value again")
+    await expect(page.get_by_label("Header name (row 1)")).to_have_accessible_description(
+        re.compile("a URL now goes to another site")
+    )
+    await expect(page.get_by_label("Agent Event URL", exact=True)).to_have_value(elsewhere)
+    await visits.snap(page)
+    assert not [r for r in stack.receiver.requests if r.path == "/origin/agent"]
+
+    # Save refuses it the same way.
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await expect(page.get_by_role("alert")).to_contain_text("Nothing was saved")
+    await expect(row_error).to_contain_text("Type this value again")
+    await visits.snap(page)
+    assert config_count(stack) == before
+
+    # Typed again, the value goes to the new site, in a test and on save.
+    await page.get_by_label("Header value (row 1)").fill("Bearer typed-again")
+    await page.get_by_role("button", name="Send test event").click()
+    result = page.locator(".test-result")
+    await expect(result).to_contain_text("HTTP 200 OK")
+    await expect(result).to_contain_text("Sent with the settings in the form, which are not saved")
+    await visits.snap(page)
+    [req] = [r for r in stack.receiver.requests if r.path == "/origin/agent"]
+    assert req.headers["Host"].startswith("localhost:")
+    assert req.headers["Authorization"] == "Bearer typed-again"
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await expect(page).to_have_url(re.compile(r"/accounts/15300707\?saved=1$"))
+    await visits.snap(page)
 
 
 async def test_delete_writes_a_tombstone_and_deliveries_stop(

@@ -1,4 +1,5 @@
-"""The console's pure parts: form ↔ config dict, sessions, sign-in rate limit."""
+"""The console's pure parts: form ↔ config dict, saved header values, strict numbers,
+sessions, URLs."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from stream_wfm.console.forms import (
     form_from_config,
     form_from_post,
 )
-from stream_wfm.console.ratelimit import SignInLimiter
+from stream_wfm.console.inputs import strict_int
+from stream_wfm.console.saved import SavedSecrets, origin_of
 from stream_wfm.console.sessions import SessionCodec
 from stream_wfm.console.urls import account_url, safe_next
 from stream_wfm.integrations.exceptions import FieldError
-from stream_wfm.integrations.model import validate_config
+from stream_wfm.integrations.model import IntegrationConfig, validate_config
 
 
 def _post(**fields: str) -> MultiDictProxy[str]:
@@ -35,8 +37,8 @@ def test_posted_form_becomes_the_config_dict() -> None:
         header_value_0="Basic abc",
     )
     form = form_from_post(post, "15300002")
-    data, rows_ok = config_data(form, {})
-    assert rows_ok
+    data, problems = config_data(form, None)
+    assert problems == []
     assert data == {
         "account_id": "15300002",
         "agent_event_url": "https://wfm.example.com/a",
@@ -58,24 +60,43 @@ def test_posted_form_becomes_the_config_dict() -> None:
 
 def test_numbers_that_are_not_numbers_reach_the_validator_as_text() -> None:
     form = form_from_post(_post(max_retries="three", timeout_seconds=""), "1")
-    data, _ok = config_data(form, {})
+    data, _problems = config_data(form, None)
     assert data["max_retries"] == "three"
     assert data["timeout_seconds"] == ""
 
 
-def test_saved_rows_keep_replace_or_remove_the_stored_value() -> None:
-    saved = {"Authorization": "Basic old", "X-Tenant": "t-old", "X-Gone": "g"}
-    form = IntegrationForm(
+def _saved(headers: dict[str, str], **urls: str) -> IntegrationConfig:
+    return validate_config(
+        {
+            "account_id": "1",
+            "agent_event_url": "https://wfm.example.com/a",
+            **urls,
+            "headers": headers,
+        }
+    )
+
+
+def _form_of(rows: list[HeaderRow], **urls: str) -> IntegrationForm:
+    return IntegrationForm(
         account_id="1",
-        rows=[
+        rows=rows,
+        agent_event_url=urls.get("agent_event_url", "https://wfm.example.com/a"),
+        call_event_url=urls.get("call_event_url", ""),
+    )
+
+
+def test_saved_rows_keep_replace_or_remove_the_stored_value() -> None:
+    saved = _saved({"Authorization": "Basic old", "X-Tenant": "t-old", "X-Gone": "g"})
+    form = _form_of(
+        [
             HeaderRow(name="Authorization", saved="Authorization"),
             HeaderRow(name="X-Tenant", value="t-new", saved="X-Tenant"),
             HeaderRow(name="X-Gone", saved="X-Gone", remove=True),
             HeaderRow(),
-        ],
+        ]
     )
-    data, rows_ok = config_data(form, saved)
-    assert rows_ok
+    data, problems = config_data(form, saved)
+    assert problems == []
     assert data["headers"] == {"Authorization": "Basic old", "X-Tenant": "t-new"}
 
 
@@ -89,24 +110,88 @@ def test_saved_rows_keep_replace_or_remove_the_stored_value() -> None:
             {},
             "This header is no longer saved; enter its value again.",
         ),
+        (
+            HeaderRow(name="X-Leak", saved="Authorization"),
+            {"Authorization": "Basic old"},
+            "Type a value for this header: a saved value stays with the name it was saved under.",
+        ),
+        (
+            HeaderRow(name="authorization", saved="Authorization"),
+            {"Authorization": "Basic old"},
+            "Type a value for this header: a saved value stays with the name it was saved under.",
+        ),
     ],
 )
 def test_rows_that_make_no_sense_are_marked(
     row: HeaderRow, saved: dict[str, str], error: str
 ) -> None:
-    data, rows_ok = config_data(IntegrationForm(account_id="1", rows=[row]), saved)
-    assert not rows_ok
+    data, problems = config_data(_form_of([row]), _saved(saved))
+    assert [p.field for p in problems] == ["headers"]
     assert row.error == error
     assert data["headers"] == {}
 
 
-def test_a_name_given_twice_is_marked_on_the_second_row() -> None:
-    rows = [HeaderRow(name="X-A", value="1"), HeaderRow(name="X-A", value="2")]
-    data, rows_ok = config_data(IntegrationForm(account_id="1", rows=rows), {})
-    assert not rows_ok
-    assert rows[0].error is None
-    assert rows[1].error == "This header name is given more than once."
-    assert data["headers"] == {"X-A": "1"}
+def test_the_saved_config_decides_which_value_a_row_keeps() -> None:
+    saved = _saved({"Authorization": "Basic old", "X-Tenant": "t-old"})
+    rows = [HeaderRow(name="X-Tenant", saved="Authorization")]
+    data, problems = config_data(_form_of(rows), saved)
+    assert problems == []
+    assert data["headers"] == {"X-Tenant": "t-old"}
+
+
+@pytest.mark.parametrize(
+    ("urls", "moved"),
+    [
+        ({"agent_event_url": "https://wfm.example.com/b?x=1"}, False),
+        ({"agent_event_url": "https://WFM.Example.com:443/a"}, False),
+        ({"call_event_url": "https://calls.example.com/c"}, False),
+        ({"agent_event_url": "", "call_event_url": ""}, False),
+        ({"agent_event_url": "https://wfm.example.com.evil.example/a"}, True),
+        ({"agent_event_url": "http://wfm.example.com/a"}, True),
+        ({"agent_event_url": "https://wfm.example.com:8443/a"}, True),
+        ({"call_event_url": "https://evil.example/c"}, True),
+        ({"agent_event_url": "not a url"}, True),
+    ],
+)
+def test_a_saved_value_never_follows_a_url_to_another_origin(
+    urls: dict[str, str], moved: bool
+) -> None:
+    saved = _saved({"Authorization": "Basic old"}, call_event_url="https://calls.example.com/c")
+    rows = [HeaderRow(name="Authorization", saved="Authorization"), HeaderRow("X-New", "typed")]
+    fields = {"call_event_url": "https://calls.example.com/c", **urls}
+    data, problems = config_data(_form_of(rows, **fields), saved)
+    if moved:
+        assert data["headers"] == {"X-New": "typed"}
+        assert rows[0].error is not None
+        assert rows[0].error.startswith("Type this value again: a URL now goes to another site")
+        assert rows[1].error is None
+        assert [p.field for p in problems] == ["headers"]
+    else:
+        assert data["headers"] == {"Authorization": "Basic old", "X-New": "typed"}
+        assert problems == []
+
+
+def test_origins_are_normalised() -> None:
+    assert origin_of("https://WFM.example.com/a") == "https://wfm.example.com:443"
+    assert origin_of("http://wfm.example.com:80/a") == "http://wfm.example.com:80"
+    assert origin_of("https://[2001:DB8::0001]:8443/") == "https://[2001:db8::1]:8443"
+    assert origin_of("https://user@[::1]:80/") == "https://[::1]:80"
+    # A non-ASCII name is compared as written: its ASCII form depends on the IDNA variant.
+    assert origin_of("https://faß.example/") == "https://faß.example:443"
+    assert origin_of("https://faß.example/") != origin_of("https://fass.example/")
+    assert origin_of("https://FAß.example/") != origin_of("https://faß.example/")
+    assert origin_of("https://bücher.example/") != origin_of("https://xn--bcher-kva.example/")
+    for bad in ("ftp://wfm.example.com/", "https://", "https://h:99999/", "not a url"):
+        assert origin_of(bad) is None
+
+
+def test_saved_secrets_of_a_config() -> None:
+    saved = SavedSecrets.of(_saved({"Authorization": "Basic old"}))
+    assert saved.value("Authorization") == "Basic old"
+    assert saved.value("authorization") is None
+    assert saved.may_go_to(["https://wfm.example.com/z"])
+    assert not saved.may_go_to(["https://other.example/z"])
+    assert SavedSecrets.of(None).value("Authorization") is None
 
 
 def test_the_form_of_a_saved_config_never_holds_header_values() -> None:
@@ -150,23 +235,32 @@ def test_sessions_are_signed_expire_and_can_be_revoked() -> None:
     codec.revoke(session)
     assert codec.load(cookie) is None
     fresh = codec.signed_in("admin")
-    now[0] += 8 * 3600 + 1
+    now[0] += 12 * 3600
     assert codec.load(codec.dump(fresh)) is None
 
 
-def test_rate_limit_locks_an_address_out_after_five_failures_in_a_minute() -> None:
-    now = [0.0]
-    limiter = SignInLimiter(clock=lambda: now[0])
-    for _ in range(4):
-        limiter.failure("10.0.0.1")
-        now[0] += 20.0  # spread over more than a minute: never five within one
-    assert limiter.retry_after("10.0.0.1") is None
-    for _ in range(5):
-        limiter.failure("10.0.0.2")
-    assert limiter.retry_after("10.0.0.2") == pytest.approx(60.0)
-    assert limiter.retry_after("10.0.0.3") is None
-    now[0] += 60.0
-    assert limiter.retry_after("10.0.0.2") is None
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("10", 10),
+        ("-3", -3),
+        ("007", 7),
+        ("1" * 18, int("1" * 18)),
+        ("1" * 19, None),  # longer than allowed
+        ("9" * 5000, None),
+        ("\u0663", None),  # ARABIC-INDIC DIGIT THREE
+        ("\u00b2", None),  # SUPERSCRIPT TWO: str.isdigit() says yes
+        ("\uff11", None),  # FULLWIDTH DIGIT ONE
+        ("1_000", None),
+        (" 1", None),
+        ("+1", None),
+        ("", None),
+        ("-", None),
+    ],
+)
+def test_strict_int_takes_short_ascii_digits_only(text: str, expected: int | None) -> None:
+    assert strict_int(text, max_digits=18) == expected
 
 
 def test_account_urls_and_next_targets_stay_on_the_console() -> None:

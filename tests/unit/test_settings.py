@@ -103,3 +103,41 @@ def test_backoff_parses_distinct_non_decreasing_tiers(tiers: list[tuple[int, str
     else:
         with pytest.raises(ValueError, match=r"shorter than the tier before|distinct"):
             parse_backoff(text)
+
+
+def test_the_console_binds_to_loopback_and_trusts_no_proxy_by_default() -> None:
+    s = load_settings()
+    assert s.console_host == "127.0.0.1"
+    assert s.console_trusted_proxies is None
+    assert s.console_trusted_networks == ()
+
+
+def test_trusted_proxies_are_addresses_or_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_WFM_CONSOLE_TRUSTED_PROXIES", " 10.0.0.0/8, 192.0.2.1 ,fd00::/8,")
+    networks = load_settings().console_trusted_networks
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "proxy.example", "10.0.0.1/8/1"])
+def test_a_bad_trusted_proxy_is_a_clear_settings_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("STREAM_WFM_CONSOLE_TRUSTED_PROXIES", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("invalid setting STREAM_WFM_CONSOLE_TRUSTED_PROXIES:")
+    assert repr(value) in str(caught.value)
+
+
+def test_a_short_console_secret_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_WFM_CONSOLE_SECRET_KEY", "x" * 31)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid setting STREAM_WFM_CONSOLE_SECRET_KEY:")
+    assert "at least 32 characters" in message
+    assert "x" * 31 not in message
+    monkeypatch.setenv("STREAM_WFM_CONSOLE_SECRET_KEY", "x" * 32)
+    secret = load_settings().console_secret_key
+    assert secret is not None
+    assert secret.get_secret_value() == "x" * 32
