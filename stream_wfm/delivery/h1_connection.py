@@ -8,13 +8,16 @@ the contract (limits, reuse, what counts as a connection error).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from typing import Final
 
+from aiohappyeyeballs import AddrInfoType
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from stream_wfm.delivery.exceptions import IncompleteResponseError, ProtocolError
 from stream_wfm.delivery.h1_wire import host_header
+from stream_wfm.hostnames import ascii_host
 
 __all__ = ["DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "MAX_HEAD_BYTES", "Connection", "HostPool"]
 
@@ -31,8 +34,9 @@ _HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
 class Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, the response parsed as it comes."""
 
-    def __init__(self, pool: HostPool) -> None:
+    def __init__(self, pool: HostPool, sock: socket.socket) -> None:
         self.generation = pool.generation
+        self.sock = sock  # the transport's own socket: peeked at, never read
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.closed = False
@@ -169,6 +173,18 @@ class Connection(asyncio.Protocol):
         """The request's deadline passed: fail it and close the connection."""
         self._fail(TimeoutError())
 
+    def unread(self) -> bool:
+        """Whether the socket holds bytes the loop has not read yet, or the end of the
+        stream: before a request is written, these are no answer to it (over TLS they
+        may also be records without data, such as session tickets)."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # closed
+        return True
+
     def abort(self) -> None:
         """Close now, dropping anything unsent (the connection's state is unknown)."""
         self.closed = True
@@ -177,21 +193,47 @@ class Connection(asyncio.Protocol):
 
 
 class HostPool:
-    """One destination host: its checked address (or why it is refused) and connections."""
+    """One destination host: its (checked) addresses, or why it is refused, and connections."""
 
-    def __init__(self, scheme: str, host: str, port: int) -> None:
+    def __init__(self, scheme: str, host: str, port: int, now: float) -> None:
         self.scheme = scheme
-        self.host = host  # the name, without brackets
+        self.host = host  # as in the URL, without brackets
+        self.name = ascii_host(host)  # for DNS and SNI; a ValueError when it has none
         self.port = port
         self.host_header = host_header(scheme, host, port)
-        self.address: str | None = None  # where connections go; None: the name itself
-        self.expires = 0.0  # when the guard's check must be redone
+        self.addresses: tuple[str, ...] = ()  # where connections go, in order
+        self.expires = 0.0  # when the name must be resolved (and checked) again
         self.refusal: str | None = None
-        self.generation = 0  # bumped when the address changes: older connections retire
+        self.generation = 0  # bumped when the addresses change: older connections retire
         self.idle: list[Connection] = []
         self.open = 0  # connections open or being opened
         self.waiters: deque[asyncio.Future[Connection | None]] = deque()
-        self.last_used = 0.0
+        self.resolving = 0  # requests resolving the name: the sweep keeps the pool
+        self.last_used = now
+
+    def checked(self, addresses: list[str], refusal: str | None, expires: float) -> None:
+        """The result of resolving (and checking) the name: connections go to
+        ``addresses`` only; when they change, connections to the previous ones retire."""
+        self.refusal = refusal
+        self.expires = expires
+        fresh = () if refusal is not None else tuple(addresses)
+        if set(fresh) != set(self.addresses):  # not a mere reordering (round-robin DNS)
+            self.addresses = fresh
+            self.generation += 1
+            self.close_idle()
+
+    def addr_infos(self) -> list[AddrInfoType]:
+        """The addresses, as ``getaddrinfo`` gives them, for Happy Eyeballs."""
+        return [
+            (socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM,
+             socket.IPPROTO_TCP, "", (address, self.port))
+            for address in self.addresses
+        ]  # fmt: skip
+
+    def prefer(self, address: str) -> None:
+        """New connections try ``address`` (the last one that connected) first."""
+        if address in self.addresses and self.addresses[0] != address:
+            self.addresses = (address, *[a for a in self.addresses if a != address])
 
     def take_idle(self, now: float) -> Connection | None:
         """An idle connection that is still open and fresh, or None."""
@@ -204,6 +246,7 @@ class HostPool:
                 and transport is not None
                 and not transport.is_closing()
                 and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
+                and not conn.unread()  # bytes since the last response: no longer HTTP
             ):
                 return conn
             self.discard(conn)

@@ -28,7 +28,9 @@ Contract (the same tests run against every transport):
 * **No redirects** (a 3xx is the outcome), no proxies, no cookies, no
   decompression (no ``Accept-Encoding`` is sent).
 * **TLS verified** (:func:`ssl.create_default_context`: certificate chain and
-  host name), SNI set to the URL's host.
+  host name), SNI set to the URL's host. Host names go to DNS, ``Host`` and SNI in one
+  ASCII form (:func:`~stream_wfm.hostnames.ascii_host`: IDNA 2008 with UTS #46, as
+  aiohttp); a name with none is a connection error.
 * **Timeouts**: the request's ``timeout`` covers everything: resolving,
   waiting for a connection slot, connecting, TLS, sending and the response.
 * **Responses**: ``Content-Length``, chunked and close-delimited bodies; 1xx
@@ -37,13 +39,21 @@ Contract (the same tests run against every transport):
   malformed response, a status line and headers over :data:`MAX_HEAD_BYTES`,
   bytes that come with no request outstanding, or a connection closed before
   the response is complete, is a connection error (and the connection is
-  closed).
-* **Destination guard** (``allow_private_destinations=False``): the host is
-  resolved with the loop's ``getaddrinfo``, refused when any address is not
-  public (:func:`~stream_wfm.delivery.guard.address_refusal`), and connections
-  go to exactly the address that was checked (``Host`` and SNI keep the
-  name). The check is redone every :data:`DNS_TTL_SECONDS`; when the address
-  changes, connections to the old one are closed.
+  closed). Bytes that arrive before the request is written answer nothing: on a new
+  connection they are a connection error, an idle one that got any is not reused
+  (checked by peeking at the socket, so also for bytes the loop has not read yet;
+  over TLS, for a new connection, only those the loop has read).
+* **Addresses**: a name is resolved here, with the loop's ``getaddrinfo`` (or the
+  resolver given), again every :data:`DNS_TTL_SECONDS`; when its addresses change,
+  connections to the old ones retire. Connections go only to those addresses
+  (``Host`` and SNI keep the name), tried in order with IPv6 and IPv4 interleaved,
+  the next one started when the previous attempt failed or has not connected within
+  :data:`CONNECTION_ATTEMPT_DELAY_SECONDS` (Happy Eyeballs, RFC 8305); the address that
+  connected is tried first next time.
+* **Destination guard** (``allow_private_destinations=False``): the host is refused
+  when any of its addresses is not public
+  (:func:`~stream_wfm.delivery.guard.address_refusal`); the addresses connected to are
+  exactly those checked.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
+
+from aiohappyeyeballs import start_connection
 
 from stream_wfm.delivery.destinations import (
     Resolve,
@@ -67,13 +79,14 @@ from stream_wfm.delivery.exceptions import (
     DeliveryTimeoutError,
     DestinationRefusedError,
     NoResponseError,
+    ProtocolError,
 )
 from stream_wfm.delivery.h1_connection import (
     IDLE_TIMEOUT_SECONDS,
     Connection,
     HostPool,
 )
-from stream_wfm.delivery.h1_wire import encode_request
+from stream_wfm.delivery.h1_wire import HeaderBlocks, encode_request
 from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
@@ -87,6 +100,9 @@ SWEEP_INTERVAL_SECONDS: Final = 5.0
 #: How often the deadlines of requests under way are checked: a timeout ends at most
 #: this much after the request's ``timeout`` (1 s or more).
 DEADLINE_TICK_SECONDS: Final = 0.05
+#: RFC 8305's Connection Attempt Delay: with several addresses, the next is tried when
+#: the previous attempt has neither connected nor failed within this.
+CONNECTION_ATTEMPT_DELAY_SECONDS: Final = 0.25
 
 
 def _no_response(exc: Exception, timeout: float) -> NoResponseError:
@@ -123,7 +139,7 @@ class H1Transport:
         # than a timer per request, which costs more than the rest of the request's Python).
         self._busy: set[Connection] = set()
         self._ticker: asyncio.TimerHandle | None = None
-        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+        self._header_blocks = HeaderBlocks()
         self._closed = False
 
     # --- sending ---------------------------------------------------------------------------
@@ -157,10 +173,10 @@ class H1Transport:
                     if pool.refusal is not None:
                         return outcome_for_error(DestinationRefusedError(pool.refusal))
                     conn = await self._acquire(pool, loop, now)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, NoResponseError) as exc:
                 # OSError: the deadline (TimeoutError), resolution, refused, reset, TLS
-                # (ssl.SSLError). ValueError: a name the resolver cannot encode (e.g. a
-                # label over 63 characters).
+                # (ssl.SSLError). ValueError: a name with no ASCII form (e.g. a label over
+                # 63 characters). NoResponseError: the server spoke before the request.
                 return outcome_for_error(_no_response(exc, request.timeout))
         assert pool is not None
         pool.last_used = now
@@ -217,9 +233,11 @@ class H1Transport:
                 else:
                     pool.waiters.remove(waiter)
                 raise
-            if handed is not None:
+            if handed is not None and not handed.closed and not handed.unread():
                 return handed
-            # A slot was freed for us (pool.open already counts it): connect below.
+            if handed is not None:
+                handed.abort()  # bytes since its response: no longer HTTP; its slot is ours
+            # A slot is ours (pool.open already counts it): connect below.
         else:
             pool.open += 1
         self._evict_idle()
@@ -251,15 +269,31 @@ class H1Transport:
             pool.free_slot()
 
     async def _connect(self, pool: HostPool, loop: asyncio.AbstractEventLoop) -> Connection:
-        secure = pool.scheme == "https"
-        _transport, conn = await loop.create_connection(
-            lambda: Connection(pool),
-            pool.address or pool.host,
-            pool.port,
-            ssl=self._ssl_context() if secure else None,
-            server_hostname=pool.host if secure else None,
+        """A connection to one of the pool's (checked) addresses, tried in order and
+        interleaving IPv6 and IPv4, staggered as RFC 8305's Happy Eyeballs."""
+        sock = await start_connection(
+            pool.addr_infos(), happy_eyeballs_delay=CONNECTION_ATTEMPT_DELAY_SECONDS, interleave=1
         )
+        secure = pool.scheme == "https"
+        try:
+            _transport, conn = await loop.create_connection(
+                lambda: Connection(pool, sock),
+                sock=sock,
+                ssl=self._ssl_context() if secure else None,
+                server_hostname=pool.name if secure else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._schedule_sweep(loop)
+        peer = conn.transport.get_extra_info("peername") if conn.transport else None
+        if peer:
+            pool.prefer(peer[0])
+        # Whatever the server sent already answers no request of ours. (Over TLS, bytes
+        # unread may be session tickets; data the loop read has closed the connection.)
+        if conn.closed or (not secure and conn.unread()):
+            conn.abort()
+            raise ProtocolError("the server sent data or closed before the request")
         return conn
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -271,28 +305,26 @@ class H1Transport:
 
     # --- destination guard -----------------------------------------------------------------
     async def _checked_pool(self, host_key: str, now: float) -> HostPool:
-        """The host's pool, resolving and checking the host when new or expired."""
+        """The host's pool, resolving (and checking) the name when new or expired."""
         pool = self._pools.get(host_key)
         if pool is None:
-            pool = self._pools[host_key] = HostPool(*split_host_key(host_key))
+            pool = self._pools[host_key] = HostPool(*split_host_key(host_key), now)
         if pool.expires > now:
             return pool
-        if self._allow_private:
-            pool.expires = float("inf")
-            return pool
+        guard = not self._allow_private
         if is_ip_literal(pool.host):
-            pool.refusal = literal_refusal(pool.host)
-            pool.address = pool.host
-            pool.expires = float("inf")
+            refusal = literal_refusal(pool.host) if guard else None
+            pool.checked([pool.host], refusal, float("inf"))
             return pool
-        addresses = await self._resolve(pool.host, pool.port)
-        pool.refusal = resolution_refusal(pool.host, addresses)
-        pool.expires = now + DNS_TTL_SECONDS
-        checked = None if pool.refusal is not None else addresses[0]
-        if checked != pool.address:
-            pool.address = checked
-            pool.generation += 1  # connections to the previous address retire
-            pool.close_idle()
+        pool.resolving += 1
+        try:
+            addresses = await self._resolve(pool.name, pool.port)
+        finally:
+            pool.resolving -= 1
+        if not addresses and not guard:
+            raise ConnectionError(f"{pool.host} resolves to no address")
+        refusal = resolution_refusal(pool.host, addresses) if guard else None
+        pool.checked(addresses, refusal, now + DNS_TTL_SECONDS)
         return pool
 
     # --- housekeeping ------------------------------------------------------------------------
@@ -306,7 +338,12 @@ class H1Transport:
         now = self._clock()
         for key, pool in list(self._pools.items()):
             pool.close_idle(older_than=now - IDLE_TIMEOUT_SECONDS)
-            if pool.open == 0 and not pool.waiters and now - pool.last_used > DNS_TTL_SECONDS:
+            if (
+                pool.open == 0
+                and not pool.waiters
+                and not pool.resolving
+                and now - pool.last_used > DNS_TTL_SECONDS
+            ):
                 del self._pools[key]
         if any(pool.open for pool in self._pools.values()):
             self._schedule_sweep(loop)

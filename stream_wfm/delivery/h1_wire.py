@@ -4,7 +4,7 @@ Pure functions: the request target of a URL, the ``Host`` value of a destination
 the request on the wire, with header names in order and as spelled. A header that
 would carry CR or LF (request smuggling) or text that is not Latin-1 raises
 :class:`~stream_wfm.delivery.exceptions.UnencodableRequestError`; config validation
-already refuses both.
+already refuses both. And :class:`HeaderBlocks`, the cache of encoded header blocks.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from urllib.parse import quote
 
 from stream_wfm.delivery.exceptions import UnencodableRequestError
 from stream_wfm.delivery.request import WebhookRequest
+from stream_wfm.hostnames import ascii_host
 
 __all__ = [
+    "HEADER_BLOCK_CACHE_BYTES",
     "HEADER_BLOCK_CACHE_SIZE",
+    "HeaderBlocks",
     "encode_headers",
     "encode_request",
     "host_header",
@@ -28,21 +31,14 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _TARGET_SAFE: Final = "/?&=%:@!$'()*+,;~[]-._"
 
 
-def _idna(host: str) -> str:
-    """The ASCII form of an internationalized host name; ``host`` itself when it is not a
-    valid one (its requests then fail to encode: a connection error, never a crash)."""
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
 def host_header(scheme: str, host: str, port: int) -> str:
     """The ``Host`` value for ``host`` (no brackets) and ``port``: the port only when it
-    is not the scheme's default, IPv6 in brackets, an internationalized name in ASCII."""
-    bracketed = f"[{host}]" if ":" in host else host
-    ascii_host = bracketed if bracketed.isascii() else _idna(bracketed)
-    return ascii_host if port == _DEFAULT_PORTS.get(scheme) else f"{ascii_host}:{port}"
+    is not the scheme's default, IPv6 in brackets, a name in its ASCII form
+    (:func:`~stream_wfm.hostnames.ascii_host`, which raises a ``ValueError`` for a name
+    with none)."""
+    name = ascii_host(host)
+    bracketed = f"[{name}]" if ":" in name else name
+    return bracketed if port == _DEFAULT_PORTS.get(scheme) else f"{bracketed}:{port}"
 
 
 def request_target(url: str) -> str:
@@ -76,27 +72,44 @@ def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
 
 
 #: Most headers of a request come from its integration's template and repeat; the last
-#: (``X-WFM-Event-Id``) does not. Encoded blocks are kept up to this many templates.
+#: (``X-WFM-Event-Id``) does not. Encoded blocks are kept up to this many templates...
 HEADER_BLOCK_CACHE_SIZE: Final = 4096
+#: ... and up to this many bytes (a template's headers can take ~410 KB: 50 of 8 KiB).
+HEADER_BLOCK_CACHE_BYTES: Final = 4 * 1024 * 1024
+
+
+class HeaderBlocks(dict[tuple[tuple[str, str], ...], bytes]):
+    """Encoded header blocks by the headers they encode, at most
+    :data:`HEADER_BLOCK_CACHE_SIZE` of them and :data:`HEADER_BLOCK_CACHE_BYTES` bytes:
+    one more empties it (templates that repeat are soon back in)."""
+
+    size = 0  # bytes of the blocks held
+
+    def add(self, headers: tuple[tuple[str, str], ...], block: bytes) -> None:
+        if (
+            len(self) >= HEADER_BLOCK_CACHE_SIZE
+            or self.size + len(block) > HEADER_BLOCK_CACHE_BYTES
+        ):
+            self.clear()
+            self.size = 0
+        if len(block) <= HEADER_BLOCK_CACHE_BYTES:
+            self[headers] = block
+            self.size += len(block)
 
 
 def encode_request(
-    request: WebhookRequest,
-    host_header: str,
-    blocks: dict[tuple[tuple[str, str], ...], bytes] | None = None,
+    request: WebhookRequest, host_header: str, blocks: HeaderBlocks | None = None
 ) -> bytes:
     """The request's bytes on the wire: request line, ``Host``, the request's headers in
     order and as spelled, ``Content-Length``, the body. ``blocks`` caches the encoding of
-    all headers but the last (see :data:`HEADER_BLOCK_CACHE_SIZE`)."""
+    all headers but the last."""
     headers = request.headers
     fixed = headers[:-1]
     block = None if blocks is None else blocks.get(fixed)
     if block is None:
         block = encode_headers(fixed)
         if blocks is not None:
-            if len(blocks) >= HEADER_BLOCK_CACHE_SIZE:
-                blocks.clear()
-            blocks[fixed] = block
+            blocks.add(fixed, block)
     body = request.body
     line = f"{request.method} {request_target(request.url)} HTTP/1.1\r\nHost: {host_header}\r\n"
     try:

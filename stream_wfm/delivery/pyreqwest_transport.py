@@ -13,31 +13,36 @@ Same contract as :class:`~stream_wfm.delivery.aiohttp_transport.AiohttpTransport
   environment (as aiohttp with ``trust_env=False``), no automatic
   decompression, no cookies, no ``Referer``.
 * **Timeouts**: the request's ``timeout`` is reqwest's total per-request
-  timeout (connect, send, response and body).
+  timeout (connect, send, response and body), over every address tried.
 * **Response bodies** are read up to :data:`DRAIN_LIMIT` bytes; a larger body
   closes the connection instead of being buffered.
-* **Destination guard** (``allow_private_destinations=False``): pyreqwest has
-  no resolver hook, so the transport resolves the host itself with the loop's
-  ``getaddrinfo``, refuses the destination when any address is not public
-  (:func:`~stream_wfm.delivery.guard.address_refusal`), and pins the host's
-  client to the checked address with reqwest's static resolve override
-  (``ClientBuilder.resolve``): the connection goes to exactly the address that
-  was checked, while the URL, and so ``Host`` and TLS SNI and certificate
-  verification, keep the name. The check is redone every
-  :data:`DNS_TTL_SECONDS`; a changed address gets a new pinned client. An
-  IP-literal host is checked as it is.
+* **Names are resolved here**, with the loop's ``getaddrinfo`` (or the resolver
+  given), in their ASCII form (:func:`~stream_wfm.hostnames.ascii_host`: IDNA 2008),
+  which is also the URL's host reqwest gets. Each host's client is pinned to one of the
+  addresses with reqwest's static resolve override (``ClientBuilder.resolve``): the
+  connection goes to exactly that address, while the URL, and so ``Host`` and TLS SNI
+  and certificate verification, keep the name. When connecting to it fails, the
+  request goes to the next address, on a client pinned to that one (reqwest's own
+  resolver and its Happy Eyeballs are never used). The name is resolved again every
+  :data:`DNS_TTL_SECONDS`; other addresses get a new pinned client. A client no longer
+  used is closed once its requests under way have ended.
+* **Destination guard** (``allow_private_destinations=False``): the destination is
+  refused when any address is not public
+  (:func:`~stream_wfm.delivery.guard.address_refusal`); an IP-literal host is checked
+  as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final
 
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
+from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
 from pyreqwest.request import RequestBuilder
 
 from stream_wfm.delivery.destinations import (
@@ -57,6 +62,7 @@ from stream_wfm.delivery.exceptions import (
 from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
+from stream_wfm.hostnames import ascii_host
 
 __all__ = ["DNS_TTL_SECONDS", "DRAIN_LIMIT", "PyreqwestTransport"]
 
@@ -74,18 +80,47 @@ def _no_response(exc: PyreqwestError, timeout: float) -> NoResponseError:
     return ConnectionFailedError(cause=exc)
 
 
-class _Host:
-    """One destination host: its client, or why it is refused."""
+class _Pinned:
+    """A client (pinned to one address, or for an IP-literal host) and its requests under
+    way: once retired, it is closed when the last of them ends."""
 
-    __slots__ = ("address", "client", "expires", "refusal")
+    __slots__ = ("address", "busy", "client", "retired")
 
-    def __init__(
-        self, client: Client | None, address: str | None, expires: float, refusal: str | None
-    ) -> None:
+    def __init__(self, client: Client, address: str | None) -> None:
         self.client = client
         self.address = address
+        self.busy = 0
+        self.retired = False
+
+
+class _Host:
+    """One destination host: its addresses and the client in use, or why it is refused."""
+
+    __slots__ = ("addresses", "current", "expires", "name", "port", "refusal", "url")
+
+    def __init__(
+        self, name: str, port: int, addresses: tuple[str, ...], expires: float, refusal: str | None
+    ) -> None:
+        self.name = name  # the ASCII form: resolved, pinned, and in the URL reqwest gets
+        self.port = port
+        self.addresses = addresses  # to try in turn; () for an IP literal (no pin)
         self.expires = expires
         self.refusal = refusal
+        self.current: _Pinned | None = None
+        self.url: Callable[[str], str] = str  # the request's URL as reqwest gets it
+
+
+def _with_host(name: str) -> Callable[[str], str]:
+    """The URL with its (internationalized) host replaced by ``name``: reqwest's own
+    conversion could differ from ours, and the pin would then match nothing."""
+
+    def url(original: str) -> str:
+        scheme, _, rest = original.partition("://")
+        end = min([at for at in map(rest.find, "/?#") if at >= 0], default=len(rest))
+        _host, colon, port = rest[:end].rpartition(":") if ":" in rest[:end] else ("", "", "")
+        return f"{scheme}://{name}{colon}{port}{rest[end:]}"
+
+    return url
 
 
 class PyreqwestTransport:
@@ -106,7 +141,8 @@ class PyreqwestTransport:
         self._resolve = resolve or system_resolve
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
-        self._retired: list[Client] = []
+        self._retired: set[_Pinned] = set()  # retired with requests still under way
+        self._closing: set[asyncio.Task[None]] = set()
         self._timeouts: dict[float, timedelta] = {}
         self._closed = False
 
@@ -128,44 +164,79 @@ class PyreqwestTransport:
             builder = builder.resolve(*pin)
         return builder.build()
 
+    def _pin(self, entry: _Host, address: str | None) -> None:
+        """Use a new client for ``entry``, pinned to ``address``; the previous one retires."""
+        pin = None if address is None else (entry.name, address, entry.port)
+        previous, entry.current = entry.current, _Pinned(self._build(pin), address)
+        self._retire(previous)
+
+    def _retire(self, pinned: _Pinned | None) -> None:
+        if pinned is None or pinned.retired:
+            return
+        pinned.retired = True
+        if pinned.busy:
+            self._retired.add(pinned)  # closed when its last request ends (_release)
+        else:
+            self._close_later(pinned.client)
+
+    def _release(self, pinned: _Pinned) -> None:
+        """A request on ``pinned`` ended."""
+        pinned.busy -= 1
+        if pinned.retired and not pinned.busy and pinned in self._retired:
+            self._retired.discard(pinned)
+            self._close_later(pinned.client)
+
+    def _close_later(self, client: Client) -> None:
+        task = asyncio.get_running_loop().create_task(self._close_client(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_client(client: Client) -> None:
+        with contextlib.suppress(PyreqwestError):
+            await client.close()
+
     async def _host(self, request: WebhookRequest) -> _Host:
-        """The host's entry, resolving and checking it when new or expired."""
+        """The host's entry, resolving (and checking) the name when new or expired.
+        Raises OSError (resolution) or ValueError (a name with no ASCII form)."""
         key = request.host_key
         entry = self._hosts.get(key)
-        if self._allow_private:
-            if entry is None:
-                entry = self._hosts[key] = _Host(self._build(None), None, float("inf"), None)
-            return entry
         now = self._clock()
         if entry is not None and entry.expires > now:
             return entry
         _scheme, host, port = split_host_key(key)
+        name = ascii_host(host)
+        guard = not self._allow_private
         if is_ip_literal(host):
-            reason = literal_refusal(host)
-            if entry is None:
-                client = None if reason is not None else self._build(None)
-                entry = self._hosts[key] = _Host(client, host, float("inf"), reason)
-            return entry
-        addresses = await self._resolve(host, port)
-        fresh = self._check(host, addresses, now)
-        if fresh.refusal is None and entry is not None and entry.address == fresh.address:
-            entry.expires = fresh.expires  # same checked address: keep the pooled connections
+            addresses: list[str] = []
+            refusal = literal_refusal(host) if guard else None
+            expires = float("inf")
+        else:
+            addresses = await self._resolve(name, port)
+            if not addresses and not guard:
+                raise ConnectionError(f"{host} resolves to no address")
+            refusal = resolution_refusal(host, addresses) if guard else None
+            expires = now + DNS_TTL_SECONDS
+        if refusal is None and entry is not None and set(addresses) == set(entry.addresses):
+            entry.expires = expires  # the same addresses: keep the client and its connections
             entry.refusal = None
             return entry
-        if fresh.refusal is None:
-            assert fresh.address is not None
-            fresh.client = self._build((host, fresh.address, port))
-        if entry is not None and entry.client is not None:
-            self._retired.append(entry.client)  # closed with the transport
+        fresh = _Host(name, port, () if refusal else tuple(addresses), expires, refusal)
+        if refusal is None:
+            self._pin(fresh, fresh.addresses[0] if fresh.addresses else None)
+            if name != host:
+                fresh.url = _with_host(name)
+        if entry is not None:
+            self._retire(entry.current)
         self._hosts[key] = fresh
         return fresh
 
-    def _check(self, host: str, addresses: Sequence[str], now: float) -> _Host:
-        expires = now + DNS_TTL_SECONDS
-        refusal = resolution_refusal(host, addresses)
-        if refusal is not None:
-            return _Host(None, None, expires, refusal)
-        return _Host(None, addresses[0], expires, None)
+    def _next_address(self, entry: _Host, failed: _Pinned) -> None:
+        """Connecting with ``failed`` failed: the entry's next address gets a client, and
+        requests go there from now on (unless another request moved on already)."""
+        if entry.current is failed and not failed.retired and len(entry.addresses) > 1:
+            at = entry.addresses.index(failed.address) if failed.address else 0
+            self._pin(entry, entry.addresses[(at + 1) % len(entry.addresses)])
 
     def _timeout(self, seconds: float) -> timedelta:
         timeout = self._timeouts.get(seconds)
@@ -173,39 +244,23 @@ class PyreqwestTransport:
             timeout = self._timeouts[seconds] = timedelta(seconds=seconds)
         return timeout
 
-    # --- sending ---------------------------------------------------------------------------
-    async def send(self, request: WebhookRequest) -> Outcome:
-        """The hot path: :meth:`_send` without the body preview, inlined (one coroutine)."""
-        entry = self._hosts.get(request.host_key)
-        if entry is None or entry.expires <= self._clock() or self._closed:
-            outcome, _body = await self._send(request, 0)
-            return outcome
-        client = entry.client
-        if client is None:
-            return outcome_for_error(DestinationRefusedError(entry.refusal or "refused"))
-        builder = self._builder(client, request)
-        try:
-            async with builder.build_streamed() as resp:
-                status = resp.status
-                if resp.get_header("Content-Length") != "0":
-                    await self._read_bounded(resp.body_reader, 0)
-                if 200 <= status < 300:
-                    return classify_status(status)
-                retry_after = resp.get_header("Retry-After")
-        except PyreqwestError as exc:
-            return outcome_for_error(_no_response(exc, request.timeout))
-        return classify_status(status, retry_after)
-
-    def _builder(self, client: Client, request: WebhookRequest) -> RequestBuilder:
+    def _builder(
+        self, client: Client, entry: _Host, request: WebhookRequest, timeout: timedelta
+    ) -> RequestBuilder:
         """The request builder for ``request`` on ``client`` (headers, timeout, body)."""
         builder = (
-            client.request(request.method, request.url)
+            client.request(request.method, entry.url(request.url))
             .headers(request.headers)
-            .timeout(self._timeout(request.timeout))
+            .timeout(timeout)
         )
         if request.body:
             builder = builder.body_bytes(request.body)
         return builder
+
+    # --- sending ---------------------------------------------------------------------------
+    async def send(self, request: WebhookRequest) -> Outcome:
+        outcome, _body = await self._send(request, 0)
+        return outcome
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
         start = time.perf_counter()
@@ -213,6 +268,7 @@ class PyreqwestTransport:
         return Response(outcome, time.perf_counter() - start, body)
 
     async def _send(self, request: WebhookRequest, preview: int) -> tuple[Outcome, bytes]:
+        """Deliver ``request``: the outcome, and the body's first ``preview`` bytes."""
         if self._closed:
             closed = RuntimeError("transport closed")
             return outcome_for_error(ConnectionFailedError(cause=closed)), b""
@@ -220,20 +276,38 @@ class PyreqwestTransport:
         if entry is None or entry.expires <= self._clock():
             try:
                 entry = await self._host(request)
-            except OSError as exc:  # resolution failed
+            except (OSError, ValueError) as exc:  # resolution, or a name with no ASCII form
                 return outcome_for_error(ConnectionFailedError(cause=exc)), b""
-        client = entry.client
-        if client is None:
-            return outcome_for_error(DestinationRefusedError(entry.refusal or "refused")), b""
-        builder = self._builder(client, request)
-        try:
-            async with builder.build_streamed() as resp:
-                status = resp.status
-                body = await self._read_bounded(resp.body_reader, preview)
-                retry_after = None if 200 <= status < 300 else resp.get_header("Retry-After")
-        except PyreqwestError as exc:
-            return outcome_for_error(_no_response(exc, request.timeout)), b""
-        return classify_status(status, retry_after, time.time()), body
+        deadline = time.monotonic() + request.timeout
+        error: PyreqwestError | None = None
+        for attempt in range(max(1, len(entry.addresses))):
+            timeout = self._timeout(request.timeout)
+            if attempt:  # the next address, in what is left of the request's timeout
+                entry = self._hosts.get(request.host_key, entry)  # resolved again meanwhile?
+                timeout = timedelta(seconds=max(deadline - time.monotonic(), 0.001))
+            pinned = entry.current
+            if pinned is None:
+                return outcome_for_error(DestinationRefusedError(entry.refusal or "refused")), b""
+            pinned.busy += 1
+            try:
+                async with self._builder(
+                    pinned.client, entry, request, timeout
+                ).build_streamed() as resp:
+                    status = resp.status
+                    body = b""
+                    if preview or resp.get_header("Content-Length") != "0":
+                        body = await self._read_bounded(resp.body_reader, preview)
+                    retry_after = None if 200 <= status < 300 else resp.get_header("Retry-After")
+                return classify_status(status, retry_after), body
+            except ConnectError as exc:  # nothing was sent: the next address may answer
+                error = exc
+                self._next_address(entry, pinned)
+            except PyreqwestError as exc:
+                return outcome_for_error(_no_response(exc, request.timeout)), b""
+            finally:
+                self._release(pinned)
+        assert error is not None
+        return outcome_for_error(_no_response(error, request.timeout)), b""
 
     @staticmethod
     async def _read_bounded(reader: Any, preview: int) -> bytes:
@@ -251,10 +325,12 @@ class PyreqwestTransport:
     async def close(self) -> None:
         """Close every client; safe to call twice."""
         self._closed = True
-        clients = [h.client for h in self._hosts.values() if h.client is not None]
-        clients.extend(self._retired)
+        pinned = [h.current for h in self._hosts.values() if h.current is not None]
+        pinned.extend(self._retired)
         self._hosts.clear()
         self._retired.clear()
-        for client in clients:
-            with contextlib.suppress(PyreqwestError):
-                await client.close()
+        for each in pinned:
+            each.retired = True  # no later close for it (_release)
+            await self._close_client(each.client)
+        if self._closing:
+            await asyncio.gather(*self._closing)

@@ -1,6 +1,7 @@
 """h1 over TLS with a certificate the client trusts: delivered, verified against the
-URL's host name (also when the destination guard pins the connection to an address),
-and refused when the certificate names another host.
+URL's host name (also when the destination guard pins the connection to an address,
+and for an internationalized name, in its IDNA 2008 form), and refused when the
+certificate names another host.
 
 The test CA is trusted through ``SSL_CERT_FILE``, which ``ssl.create_default_context``
 reads (OpenSSL's default verify paths), as an operator's CA bundle would be.
@@ -20,6 +21,7 @@ from stream_wfm.delivery import destinations
 from stream_wfm.delivery.h1_transport import H1Transport
 from stream_wfm.delivery.outcome import OutcomeKind
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
+from tests.helpers.resolving import resolving_to
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +32,18 @@ def _openssl(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, and two server certificates it signed: for localhost, and for another name."""
+    """A CA, and server certificates it signed: for localhost, for another name, and for
+    ``faß.example`` (IDNA 2008: ``xn--fa-hia.example``)."""
     d = tmp_path_factory.mktemp("pki")
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA",
         "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
     )  # fmt: skip
-    for name, san in (("local", "DNS:localhost"), ("other", "DNS:other.example.test")):
+    for name, san in (
+        ("local", "DNS:localhost"),
+        ("other", "DNS:other.example.test"),
+        ("idn", "DNS:xn--fa-hia.example"),
+    ):
         _openssl(
             "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
             "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
@@ -89,6 +96,15 @@ def _request(url: str) -> WebhookRequest:
 
 
 @pytest.fixture
+async def https_server(
+    request: pytest.FixtureRequest, pki: dict[str, Path]
+) -> AsyncIterator[tuple[int, list[str]]]:
+    """A server with the certificate the parameter names ("local", "idn"...)."""
+    async for server in _https_server(pki[f"{request.param}.pem"], pki[f"{request.param}.key"]):
+        yield server
+
+
+@pytest.fixture
 def trust_test_ca(pki: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca.pem"]))
 
@@ -111,30 +127,41 @@ async def test_https_with_a_trusted_certificate_is_delivered_and_reused(
 
 
 @pytest.mark.usefixtures("trust_test_ca")
-async def test_a_pinned_connection_is_verified_against_the_name(
-    local_server: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("https_server", "host", "name", "guard"),
+    [
+        ("local", "localhost", "localhost", True),
+        ("idn", "faß.example", "xn--fa-hia.example", True),
+        ("idn", "faß.example", "xn--fa-hia.example", False),
+    ],
+    ids=["pinned", "idn-pinned", "idn"],
+    indirect=["https_server"],
+)
+async def test_the_certificate_is_verified_against_the_name(
+    https_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    name: str,
+    guard: bool,
 ) -> None:
-    """The guard connects to the checked address (127.0.0.1), yet TLS checks the URL's
-    name: the certificate (for localhost, no IP) is accepted."""
+    """The connection goes to the address resolved (and checked: 127.0.0.1), yet TLS
+    checks the URL's name, in the one ASCII form DNS and ``Host`` get too: the
+    certificate (for the name, no IP) is accepted. ``faß.example`` is
+    ``xn--fa-hia.example`` (IDNA 2008); IDNA 2003 would check ``fass.example``."""
     monkeypatch.setattr(destinations, "address_refusal", lambda ip: None)
-    port, hosts = local_server
+    port, hosts = https_server
     asked: list[str] = []
-
-    async def resolve(host: str, port: int) -> list[str]:
-        asked.append(host)
-        return ["127.0.0.1"]
-
     transport = H1Transport(
-        max_in_flight=8, max_in_flight_per_host=2, allow_private_destinations=False,
-        resolve=resolve,
+        max_in_flight=8, max_in_flight_per_host=2, allow_private_destinations=not guard,
+        resolve=resolving_to(["127.0.0.1"], asked),
     )  # fmt: skip
     try:
-        outcome = await transport.send(_request(f"https://localhost:{port}/hook"))
+        outcome = await transport.send(_request(f"https://{host}:{port}/hook"))
     finally:
         await transport.close()
-    assert outcome.kind is OutcomeKind.DELIVERED
-    assert asked == ["localhost"]
-    assert hosts == [f"localhost:{port}"]
+    assert outcome.kind is OutcomeKind.DELIVERED, outcome
+    assert asked == [name]
+    assert hosts == [f"{name}:{port}"]
 
 
 @pytest.mark.usefixtures("trust_test_ca")

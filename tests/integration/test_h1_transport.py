@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -21,10 +21,17 @@ import pytest
 
 from stream_wfm.delivery import destinations
 from stream_wfm.delivery import h1_transport as module
-from stream_wfm.delivery.h1_connection import DRAIN_LIMIT, IDLE_TIMEOUT_SECONDS, MAX_HEAD_BYTES
+from stream_wfm.delivery.h1_connection import (
+    DRAIN_LIMIT,
+    IDLE_TIMEOUT_SECONDS,
+    MAX_HEAD_BYTES,
+    Connection,
+    HostPool,
+)
 from stream_wfm.delivery.h1_transport import H1Transport
 from stream_wfm.delivery.outcome import Outcome, OutcomeKind
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
+from tests.helpers.resolving import resolving_to
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -835,3 +842,263 @@ async def test_a_hanging_resolver_ends_within_the_request_timeout(
     assert outcome.kind is OutcomeKind.RETRYABLE
     assert outcome.status_class == "timeout"
     assert outcome.error == "timeout after 0.2s"
+
+
+# --- several addresses: fallback and Happy Eyeballs (RFC 8305) ------------------------------------
+def _loopback_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Treat loopback as public for this test only, so a checked name can be followed here."""
+    monkeypatch.setattr(destinations, "address_refusal", lambda ip: None)
+
+
+@contextlib.contextmanager
+def hanging_address(host: str, port: int) -> Iterator[None]:
+    """``host:port`` accepts no connection and refuses none: a listener whose accept queue
+    (backlog 0) is full, so the kernel drops further SYNs and ``connect`` hangs, as with a
+    black-holed address."""
+    listener = socket.socket()
+    filler = socket.socket()
+    try:
+        listener.bind((host, port))
+        listener.listen(0)
+        filler.connect((host, port))  # fills the queue: nobody ever accepts it
+        yield
+    finally:
+        filler.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["guard", "no-guard"])
+async def test_a_dead_first_address_falls_back_to_the_next(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport, guard: bool
+) -> None:
+    """The name resolves to a dead address (nothing listens on 127.0.0.2) then a live one:
+    the request goes to the live one, to the name (Host), as aiohttp and urllib3 do."""
+    _loopback_is_public(monkeypatch)
+    asked: list[str] = []
+    resolve = resolving_to(["127.0.0.2", "127.0.0.1"], asked)
+    transport = make_transport(allow_private_destinations=not guard, resolve=resolve)
+    async with scripted_server() as srv:
+        url = srv.url(host="hooks.example.test")  # in no DNS: only the stub answers
+        outcomes = [await transport.send(_request(url)) for _ in range(2)]
+    assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 2, outcomes
+    assert srv.connections() == [0, 0]
+    assert [got.header("Host") for got in srv.requests] == [f"hooks.example.test:{srv.port}"] * 2
+    assert asked == ["hooks.example.test"]  # resolved once, with the guard or without
+    # The address that connected is tried first for the next connection.
+    assert transport._pools[host_key_of(url)].addresses == ("127.0.0.1", "127.0.0.2")
+
+
+async def test_a_hanging_first_address_is_overtaken_after_the_attempt_delay(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
+) -> None:
+    """RFC 8305: while the attempt to the first address hangs (no answer, no refusal), the
+    next address is tried after the connection attempt delay, well within the timeout."""
+    _loopback_is_public(monkeypatch)
+    resolve = resolving_to(["127.0.0.2", "127.0.0.1"])
+    transport = make_transport(allow_private_destinations=False, resolve=resolve)
+    for _attempt in range(20):
+        async with scripted_server() as srv:
+            try:
+                hang = hanging_address("127.0.0.2", srv.port)
+                hang.__enter__()
+            except OSError:
+                continue  # that port is taken on 127.0.0.2: try another
+            try:
+                started = time.monotonic()
+                outcome = await transport.send(_request(srv.url(host="h.example.test"), timeout=3))
+                elapsed = time.monotonic() - started
+            finally:
+                hang.__exit__(None, None, None)
+            assert outcome.kind is OutcomeKind.DELIVERED, outcome
+            assert elapsed < 2.0
+            assert len(srv.requests) == 1
+            return
+    raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+async def test_every_address_dead_is_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
+) -> None:
+    _loopback_is_public(monkeypatch)
+    async with scripted_server() as srv:
+        port = srv.port
+    # Nothing listens on that port any more, at either address.
+    resolve = resolving_to(["127.0.0.2", "127.0.0.1"])
+    transport = make_transport(allow_private_destinations=False, resolve=resolve)
+    outcome = await transport.send(_request(f"http://hooks.example.test:{port}/hook"))
+    assert _is_connection_error(outcome), outcome
+
+
+# --- the idle sweep and a pool being resolved -----------------------------------------------------
+async def test_a_pool_being_resolved_survives_a_sweep_and_close_closes_its_connection(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
+) -> None:
+    """A sweep while a new host's name is being resolved must not forget its pool: the
+    connection opened afterwards would escape the per-host and overall limits and close()."""
+    _loopback_is_public(monkeypatch)
+    now = [1000.0]
+    resolving = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def resolve(host: str, port: int) -> list[str]:
+        resolving.set()
+        await answer.wait()
+        return ["127.0.0.1"]
+
+    transport = make_transport(
+        allow_private_destinations=False, resolve=resolve, clock=lambda: now[0]
+    )
+    async with scripted_server() as srv:
+        url = srv.url(host="hooks.example.test")
+        send = asyncio.ensure_future(transport.send(_request(url)))
+        await asyncio.wait_for(resolving.wait(), QUICK)
+        now[0] += 2 * module.DNS_TTL_SECONDS  # however long ago the pool was made
+        transport._sweep(asyncio.get_running_loop())
+        answer.set()
+        assert (await asyncio.wait_for(send, QUICK)).kind is OutcomeKind.DELIVERED
+        assert host_key_of(url) in transport._pools  # its connection is counted and closed
+        await transport.close()
+        await wait_until(lambda: srv.client_closed == [0], QUICK, "close() closes connection 0")
+
+
+# --- bytes from the server before the request ----------------------------------------------------
+@dataclass
+class RawServer:
+    """A raw asyncio server: writes ``on_accept`` when a connection is accepted, and
+    ``answer`` for each request head it reads."""
+
+    on_accept: bytes = b""
+    answer: bytes = b""
+    connections: list[asyncio.Transport] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)  # the connection each came on
+    closed: list[int] = field(default_factory=list)
+    port: int = 0
+
+    def protocol(self) -> asyncio.Protocol:
+        server = self
+
+        class Handler(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.index = len(server.connections)
+                self.buffer = b""
+                server.connections.append(transport)
+                if server.on_accept:
+                    transport.write(server.on_accept)
+
+            def data_received(self, data: bytes) -> None:
+                self.buffer += data
+                while b"\r\n\r\n" in self.buffer:
+                    _head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+                    self.buffer = self.buffer[2:]  # the body: "{}"
+                    server.requests.append(self.index)
+                    server.connections[self.index].write(server.answer)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                server.closed.append(self.index)
+
+        return Handler()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(on_accept: bytes = b"", answer: bytes = b"") -> AsyncIterator[RawServer]:
+    srv = RawServer(on_accept, answer)
+    server = await asyncio.get_running_loop().create_server(srv.protocol, "127.0.0.1", 0)
+    srv.port = server.sockets[0].getsockname()[1]
+    try:
+        yield srv
+    finally:
+        server.close()
+        for transport in srv.connections:
+            transport.abort()
+        await server.wait_closed()
+
+
+async def test_a_response_sent_before_the_request_is_a_connection_error(
+    make_transport: MakeTransport,
+) -> None:
+    """The server writes a 200 as soon as it accepts: it answers no request of ours."""
+    early = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    async with raw_server(on_accept=early) as srv:
+        transport = make_transport()
+        outcome = await transport.send(_request(f"http://127.0.0.1:{srv.port}/hook"))
+    assert _is_connection_error(outcome), outcome
+    assert outcome.error is not None
+    assert "before the request" in outcome.error
+
+
+async def test_an_idle_connection_that_received_bytes_is_not_reused(
+    make_transport: MakeTransport,
+) -> None:
+    """Bytes on an idle kept-alive connection (here a 200 nobody asked for) are no answer
+    to the next request, even when they wait unread when it is sent: that connection is
+    dropped and the request goes on a new one."""
+    async with raw_server(answer=_response("204 No Content")) as srv:
+        transport = make_transport()
+        url = f"http://127.0.0.1:{srv.port}/hook"
+        assert (await transport.send(_request(url))).status == 204
+        # The unsolicited bytes reach the client's socket; send() starts before the loop
+        # reads them (no await in between).
+        srv.connections[0].write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        outcome = await transport.send(_request(url))
+        await wait_until(lambda: 0 in srv.closed, QUICK, "the client closes connection 0")
+    assert outcome.status == 204, outcome
+    assert srv.requests == [0, 1]
+
+
+async def test_a_connection_handed_to_a_waiting_request_is_checked_for_bytes_too(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport
+) -> None:
+    """With one connection per host, a request waiting for it gets it handed over when
+    the previous response ends. Bytes the server sends in between (unread when the
+    waiting request starts) must not answer it either."""
+    async with raw_server(answer=_response("204 No Content")) as srv:
+        transport = make_transport(per_host=1)
+        url = f"http://127.0.0.1:{srv.port}/hook"
+        hand_over = HostPool.release
+
+        def release_after_unsolicited_bytes(pool: HostPool, conn: Connection, now: float) -> None:
+            if len(srv.requests) == 1:  # the first response is complete: bytes come now
+                srv.connections[0].write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            hand_over(pool, conn, now)
+
+        monkeypatch.setattr(HostPool, "release", release_after_unsolicited_bytes)
+        srv.answer = b""  # the first request waits for its answer
+        first = asyncio.ensure_future(transport.send(_request(url)))
+        await wait_until(lambda: srv.requests == [0], QUICK, "the first request sent")
+        second = asyncio.ensure_future(transport.send(_request(url)))
+        await wait_until(lambda: _waiting_for_a_slot(transport, url) == 1, QUICK, "one waits")
+        srv.answer = _response("204 No Content")
+        srv.connections[0].write(srv.answer)
+        outcomes = await asyncio.wait_for(asyncio.gather(first, second), QUICK)
+    assert [o.status for o in outcomes] == [204, 204], outcomes
+    assert srv.requests == [0, 1]
+
+
+# --- internationalized host names: IDNA 2008 -----------------------------------------------------
+@pytest.mark.parametrize("guard", [True, False], ids=["guard", "no-guard"])
+async def test_an_internationalized_host_goes_out_in_its_idna_2008_form(
+    monkeypatch: pytest.MonkeyPatch, make_transport: MakeTransport, guard: bool
+) -> None:
+    """``faß.example`` is ``xn--fa-hia.example`` (IDNA 2008, as aiohttp/yarl and browsers),
+    not IDNA 2003's ``fass.example`` (another domain): in DNS and in ``Host``."""
+    _loopback_is_public(monkeypatch)
+    asked: list[str] = []
+    transport = make_transport(
+        allow_private_destinations=not guard, resolve=resolving_to(["127.0.0.1"], asked)
+    )
+    async with scripted_server() as srv:
+        outcome = await transport.send(_request(f"http://faß.example:{srv.port}/hook"))
+    assert outcome.kind is OutcomeKind.DELIVERED, outcome
+    assert asked == ["xn--fa-hia.example"]
+    assert [got.header("Host") for got in srv.requests] == [f"xn--fa-hia.example:{srv.port}"]
+
+
+async def test_a_host_idna_2008_refuses_is_a_connection_error(
+    make_transport: MakeTransport,
+) -> None:
+    asked: list[str] = []
+    transport = make_transport(resolve=resolving_to(["127.0.0.1"], asked))
+    outcome = await transport.send(_request("http://\U0001f4a9.example:9/hook"))
+    assert _is_connection_error(outcome), outcome
+    assert asked == []  # never resolved (IDNA 2003 would have made it xn--ls8h.example)

@@ -16,8 +16,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from stream_wfm.delivery.exceptions import UnencodableRequestError
-from stream_wfm.delivery.h1_wire import encode_request, host_header, request_target
+from stream_wfm.delivery.h1_wire import HeaderBlocks, encode_request, host_header, request_target
 from stream_wfm.delivery.request import WebhookRequest, host_key_of
+from stream_wfm.hostnames import InvalidHostError
 
 
 def _request(
@@ -266,14 +267,14 @@ def test_cached_header_blocks_never_mix_requests(
 ) -> None:
     """With a shared cache of encoded header blocks, every request is encoded exactly as
     without one, whatever came before it."""
-    blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+    blocks = HeaderBlocks()
     for fixed, event_id in sequence:
         request = _request(headers=(*fixed, ("X-WFM-Event-Id", event_id)))
         assert encode_request(request, "h", blocks) == encode_request(request, "h")
 
 
 def test_a_cached_header_block_does_not_skip_the_check_of_the_last_header() -> None:
-    blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+    blocks = HeaderBlocks()
     fixed = (("Authorization", "Basic YTpi"),)
     encode_request(_request(headers=(*fixed, ("X-WFM-Event-Id", "e-1"))), "h", blocks)
     for bad in ("e-2\r\nX-Injected: 1", "\u20ac"):
@@ -293,14 +294,38 @@ def test_a_cached_header_block_does_not_skip_the_check_of_the_last_header() -> N
         ("https", "2001:db8::1", 443, "[2001:db8::1]"),
         ("https", "bücher.example", 443, "xn--bcher-kva.example"),
         ("http", "bücher.example", 8080, "xn--bcher-kva.example:8080"),
+        # IDNA 2008 (UTS #46, non-transitional), as aiohttp/yarl: not IDNA 2003's "fass".
+        ("https", "faß.example", 443, "xn--fa-hia.example"),
+        ("http", "faß.example", 8080, "xn--fa-hia.example:8080"),
+        ("https", "öbb.at", 443, "xn--bb-eka.at"),
+        ("https", "hooks.example.test.", 443, "hooks.example.test."),
     ],
 )
 def test_host_header(scheme: str, host: str, port: int, expected: str) -> None:
     assert host_header(scheme, host, port) == expected
 
 
-def test_a_host_with_no_idna_form_is_left_as_it_is() -> None:
-    """Such a name never resolves, so its requests end as connection errors before any
-    byte is sent; the header code must not raise on it."""
-    host = "a" * 64 + "é.example"  # a label longer than 63 characters: no IDNA form
-    assert host_header("https", host, 443) == host
+@pytest.mark.parametrize("host", ["a" * 64 + "é.example", "\U0001f4a9.example", "a..example"])
+def test_a_host_with_no_ascii_form_raises(host: str) -> None:
+    """Config validation refuses such a host; one that got through anyway is never sent
+    (the transport turns the ValueError into a connection error)."""
+    with pytest.raises(InvalidHostError):
+        host_header("https", host, 443)
+
+
+def test_the_header_block_cache_is_bounded_by_bytes() -> None:
+    """Blocks of up to 50 headers of 8 KiB each (what config validation allows): however
+    many distinct ones go through the transport's cache, it holds at most its byte budget."""
+    from stream_wfm.delivery.h1_transport import H1Transport
+    from stream_wfm.delivery.h1_wire import HEADER_BLOCK_CACHE_BYTES
+
+    transport = H1Transport(
+        max_in_flight=1, max_in_flight_per_host=1, allow_private_destinations=False
+    )
+    blocks = transport._header_blocks
+    for i in range(64):
+        fixed = tuple((f"X-Header-{j}", f"{i:04}" + "v" * 8188) for j in range(50))
+        request = _request(headers=(*fixed, ("X-WFM-Event-Id", f"ev-{i}")))
+        assert encode_request(request, "h", blocks) == encode_request(request, "h")
+    assert blocks  # still a cache
+    assert sum(len(block) for block in blocks.values()) <= HEADER_BLOCK_CACHE_BYTES
