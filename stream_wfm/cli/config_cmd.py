@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 
 from stream_wfm.cli.common import fail, require_bootstrap, settings_or_exit
-from stream_wfm.integrations.exceptions import ConfigValidationError
+from stream_wfm.integrations.exceptions import ConfigValidationError, FieldError
 from stream_wfm.integrations.model import (
     IntegrationConfig,
     config_to_public_dict,
+    decode_config_json,
     validate_config,
 )
 from stream_wfm.integrations.store import ConfigStore, Entry
@@ -51,22 +52,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate.set_defaults(func=cmd_validate)
 
 
-def _read_json(path: str) -> Any:
+def _read_json(path: str) -> tuple[Any, list[FieldError]]:
+    """The decoded file and the errors of its duplicate keys."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return decode_config_json(raw)
+    except ValueError as exc:
         fail(f"{path} is not valid JSON: {exc}")
 
 
-def _validated(data: Any, account_id: str | None) -> IntegrationConfig:
+def _validated(decoded: tuple[Any, list[FieldError]], account_id: str | None) -> IntegrationConfig:
+    data, duplicates = decoded
     if account_id is not None and isinstance(data, dict) and "account_id" not in data:
         data = {**data, "account_id": account_id}
     try:
-        return validate_config(data, account_id)
+        return validate_config(data, account_id, duplicates)
     except ConfigValidationError as exc:
         for problem in exc.field_errors:
             print(f"  {problem}", file=sys.stderr)

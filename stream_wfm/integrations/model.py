@@ -6,10 +6,14 @@ store, ``stream-wfm config put|validate`` and the console all call
 
 Rules beyond the field types and ranges of docs/contract.md §3:
 
-* ``account_id``: 1 to 64 characters, no whitespace or control characters.
+* ``account_id``: 1 to 64 characters, all printable (``str.isprintable``) and
+  none a space: no whitespace, control characters, invisible formatting
+  characters (bidi controls, zero-width characters, BOM), line or paragraph
+  separators, surrogates, private-use or unassigned code points.
 * URLs (``agent_event_url``, ``call_event_url``): absolute ``http`` or
-  ``https`` URLs with a host resolvers accept (IDNA: no empty label, none over
-  63 characters), at most 2048 characters, no whitespace or
+  ``https`` URLs whose host has an ASCII form (:func:`stream_wfm.hostnames.ascii_host`:
+  IDNA 2008 with UTS #46; labels of letters, digits, ``-`` and ``_``, 1 to 63
+  characters), at most 2048 characters, no whitespace or
   control characters, a valid port if any. A URL with a user name or
   password (``https://user:pw@host``) is refused: URLs show up in logs and
   on the console, credentials belong in a header. A URL with a fragment
@@ -24,7 +28,13 @@ Rules beyond the field types and ranges of docs/contract.md §3:
   replaces the service's own.
 * Booleans must be JSON booleans and numbers JSON numbers (no ``"true"`` or
   ``"3"``); ``max_retries`` accepts an integral float such as ``3.0``, as JSON
-  Schema's ``integer`` does.
+  Schema's ``integer`` does. A number of any size (thousands of digits), or a
+  numeric string in any script, is a field error, never another exception.
+* JSON text (``config put|validate`` input, config records;
+  :func:`decode_config_json`): a key given twice in one object, at any depth,
+  is refused, naming its path (decoders would keep the last one silently).
+  A number beyond a double (``1e400``, 309+ digits) is decoded as infinity, so
+  its field gets the error rather than "not valid JSON".
 
 Header values are :class:`~pydantic.SecretStr`: they never show in ``repr``,
 in logs or in validation messages, which name the header but never its value.
@@ -32,7 +42,10 @@ in logs or in validation messages, which name the header but never its value.
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -41,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 
 from stream_wfm.events import EventKind
+from stream_wfm.hostnames import InvalidHostError, ascii_host
 from stream_wfm.integrations.exceptions import ConfigValidationError, FieldError
 
 __all__ = [
@@ -51,6 +65,7 @@ __all__ = [
     "IntegrationConfig",
     "config_to_public_dict",
     "config_to_record_value",
+    "decode_config_json",
     "parse_config_record",
     "validate_config",
 ]
@@ -72,7 +87,6 @@ FORBIDDEN_HEADER_NAMES: Final = frozenset(
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t -~]*")
-_ACCOUNT_ID = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]+")
 _URL_BAD_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _URL_FIELDS = ("agent_event_url", "call_event_url")
 _NOT_URL = "must be an absolute http or https URL"
@@ -104,9 +118,9 @@ def _check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _Invalid(_NOT_URL)
     try:
-        parts.hostname.encode("idna")  # what resolvers do with it: e.g. labels ≤ 63 chars
-    except UnicodeError:
-        raise _Invalid("has an invalid host name") from None
+        ascii_host(parts.hostname)  # the name DNS, Host and SNI get (IDNA 2008, UTS #46)
+    except InvalidHostError as exc:
+        raise _Invalid(f"has an invalid host name ({exc})") from None
     try:
         port = parts.port
     except ValueError:
@@ -204,8 +218,15 @@ class IntegrationConfig(BaseModel):
             raise _Invalid("must not be empty")
         if len(value) > MAX_ACCOUNT_ID_LENGTH:
             raise _Invalid(f"must be at most {MAX_ACCOUNT_ID_LENGTH} characters")
-        if not _ACCOUNT_ID.fullmatch(value):
-            raise _Invalid("must not contain whitespace or control characters")
+        # isprintable(): no character of the Unicode categories C* (Cc control, Cf format
+        # such as bidi controls and zero-width characters, Cs surrogates, Co private use,
+        # Cn unassigned) or Z* (Zs spaces, Zl/Zp line and paragraph separators), except
+        # the ASCII space, which is refused on its own.
+        if not value.isprintable() or " " in value:
+            raise _Invalid(
+                "must not contain whitespace, control or invisible formatting characters "
+                "(such as bidi controls or zero-width characters)"
+            )
         return value
 
     @field_validator("agent_event_url", "call_event_url", mode="before")
@@ -276,15 +297,21 @@ def _field_errors(error: ErrorDetails) -> list[FieldError]:
     return [FieldError(field, _type_message(field, error_type))]
 
 
-def validate_config(data: Any, key: str | None = None) -> IntegrationConfig:
+def validate_config(
+    data: Any, key: str | None = None, duplicates: Sequence[FieldError] = ()
+) -> IntegrationConfig:
     """Validate decoded JSON into an :class:`IntegrationConfig`.
 
     When ``key`` (the config record's key) is given, ``data["account_id"]``
-    must equal it. Raises :class:`ConfigValidationError` and nothing else.
+    must equal it. ``duplicates``: the duplicate-key errors
+    :func:`decode_config_json` found in the text ``data`` was decoded from; they
+    make the config invalid and come first. Raises :class:`ConfigValidationError`
+    and nothing else.
     """
+    errors: list[FieldError] = list(duplicates)
     if type(data) is not dict:
-        raise ConfigValidationError.single("", "the config must be a JSON object")
-    errors: list[FieldError] = []
+        errors.append(FieldError("", "the config must be a JSON object"))
+        raise ConfigValidationError(errors)
     account_id = data.get("account_id")
     if key is not None and type(account_id) is str and account_id != key:
         errors.append(FieldError("account_id", f"does not match the record key {_show(key)}"))
@@ -311,10 +338,170 @@ def parse_config_record(key: bytes | None, value: bytes) -> IntegrationConfig:
     except UnicodeDecodeError:
         raise ConfigValidationError.single("", "the record key is not UTF-8") from None
     try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError:
+        data, duplicates = decode_config_json(value)
+    except ValueError:
         raise ConfigValidationError.single("", "the record value is not valid JSON") from None
-    return validate_config(data, key_text)
+    return validate_config(data, key_text, duplicates)
+
+
+# --- JSON text ------------------------------------------------------------------------
+
+#: Where an object key ends: its closing quote, optional whitespace, the colon. Every
+#: key of a JSON text ends so, once; a string may hold the same characters too
+#: (``"a\":b"``), so the number of matches is at least the number of keys.
+_KEY_END: Final = re.compile(rb'"[ \t\n\r]*:')
+#: Keys shown as they are in a key path; others are shown JSON-quoted, non-ASCII escaped.
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+#: Longer integers are decoded as floats (as orjson does beyond 64 bits), never by
+#: ``int()``, which refuses more than 4300 digits; shorter ones fit 64 bits.
+_INT_DIGITS: Final = 18
+_MAX_DUPLICATES_SHOWN: Final = 10
+_MAX_PATH_SHOWN: Final = 200
+
+_Path = tuple["_Path", str | int] | None  # a key path as links to the parent's path
+
+
+def _key_count(data: Any) -> int:
+    """The number of object keys in decoded JSON, at any depth (no recursion)."""
+    count = 0
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if type(value) is dict:
+            count += len(value)
+            stack.extend(value.values())
+        elif type(value) is list:
+            stack.extend(value)
+    return count
+
+
+def _key_path(path: _Path) -> str:
+    steps: list[str | int] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    text = ""
+    for step in reversed(steps):
+        if type(step) is int:
+            text += f"[{step}]"
+        elif _PLAIN_KEY.fullmatch(str(step)):
+            text += f".{step}" if text else str(step)
+        else:
+            text += f"[{json.dumps(str(step)[:64])}]"
+        if len(text) > _MAX_PATH_SHOWN:
+            return text[:_MAX_PATH_SHOWN] + "..."
+    return text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _StdlibDecoder:
+    """Python's :mod:`json` as a second reader of a text: it shows which keys an
+    object gives more than once, and decodes a number beyond a double as infinity
+    where orjson refuses the whole text."""
+
+    def __init__(self) -> None:
+        self.repeated: dict[int, list[str]] = {}  # id(object) → the keys it repeats
+        self.overflow = False
+
+    def _object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            repeated: list[str] = []
+            for key, _ in pairs:
+                if key in seen and key not in repeated:
+                    repeated.append(key)
+                seen.add(key)
+            self.repeated[id(obj)] = repeated
+        return obj
+
+    def _float(self, text: str) -> float:
+        number = float(text)
+        if math.isinf(number):
+            self.overflow = True
+        return number
+
+    def _int(self, text: str) -> int | float:
+        return int(text) if len(text) <= _INT_DIGITS else self._float(text)
+
+    def decode(self, raw: bytes) -> Any:
+        """Raises ValueError (not JSON, NaN, Infinity) or RecursionError (nested too deeply)."""
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=self._object,
+            parse_int=self._int,
+            parse_float=self._float,
+            parse_constant=_refuse_constant,
+        )
+
+    def duplicates(self, data: Any) -> list[FieldError]:
+        """The errors of the repeated keys of ``data`` (decoded by :meth:`decode`)."""
+        errors: list[FieldError] = []
+        # (value, its path, the config field it is in or under: "" for none)
+        stack: list[tuple[Any, _Path, str]] = [(data, None, "")]
+        while stack:
+            value, path, field = stack.pop()
+            if type(value) is dict:
+                for key in self.repeated.get(id(value), ()):
+                    in_field = key if path is None and key in _FIELD_NAMES else field
+                    message = f"duplicate JSON key {_key_path((path, key))}"
+                    errors.append(FieldError(in_field, message))
+                stack.extend(
+                    (child, (path, key), key if path is None and key in _FIELD_NAMES else field)
+                    for key, child in reversed(value.items())
+                )
+            elif type(value) is list:
+                stack.extend(
+                    (child, (path, index), field)
+                    for index, child in reversed(list(enumerate(value)))
+                )
+        if len(errors) > _MAX_DUPLICATES_SHOWN:
+            more = len(errors) - _MAX_DUPLICATES_SHOWN
+            errors = [
+                *errors[:_MAX_DUPLICATES_SHOWN],
+                FieldError("", f"{more} more duplicate keys"),
+            ]
+        return errors
+
+
+def decode_config_json(raw: bytes) -> tuple[Any, list[FieldError]]:
+    """Decode a config document from JSON text (``config put|validate`` input, a config
+    record's value): the value, and an error for every key an object gives more than
+    once, at any depth, naming its path (decoders silently keep the last one).
+
+    A number beyond a double (thousands of digits, ``1e400``) is decoded as infinity
+    rather than refusing the text, so that its field gets the error; no field accepts
+    it. Raises :class:`ValueError` when ``raw`` is not JSON (orjson's
+    ``JSONDecodeError``), and nothing else.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Refused only for a number beyond a double? Then decode it as infinity. Anything
+        # else orjson refuses (a lone surrogate...) stays refused: orjson must write it.
+        decoder = _StdlibDecoder()
+        try:
+            data = decoder.decode(raw)
+            orjson.dumps(data)
+        except (ValueError, TypeError, RecursionError):  # TypeError: orjson.JSONEncodeError
+            decoder.overflow = False
+        if not decoder.overflow:
+            raise
+        return data, decoder.duplicates(data)
+    # orjson keeps the last of repeated keys. When the text has no more key ends than
+    # the decoded value has keys, there was none; otherwise (a repeated key, or a string
+    # holding '":') json, slower, tells.
+    if len(_KEY_END.findall(raw)) <= _key_count(data):
+        return data, []
+    decoder = _StdlibDecoder()
+    try:
+        checked = decoder.decode(raw)
+    except (ValueError, RecursionError):  # json nests less deeply than orjson (1024 levels)
+        return data, [FieldError("", "the JSON is nested too deeply to check for duplicate keys")]
+    return data, decoder.duplicates(checked)
 
 
 def _as_dict(config: IntegrationConfig, header_value: Any) -> dict[str, Any]:

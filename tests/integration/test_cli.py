@@ -176,6 +176,67 @@ def test_validate_not_json_and_missing_file(cli: Cli, config_file: Callable[[Any
     assert "cannot read /nonexistent/config.json" in err
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            b'{"account_id": "15300002", "headers": {"Authorization": "Basic b25l",'
+            b' "Authorization": "' + SECRET.encode() + b'"}}',
+            "headers: duplicate JSON key headers.Authorization",
+        ),
+        (
+            b'{"account_id": "15300002", "agent_event_url": "https://a.example/",'
+            b' "agent_event_url": "https://b.example/"}',
+            "agent_event_url: duplicate JSON key agent_event_url",
+        ),
+        (
+            b'{"account_id": "15300002", "max_retries": ' + b"9" * 5000 + b"}",
+            "max_retries: must be an integer from 0 to 10",
+        ),
+        (
+            b'{"account_id": "15300\\u200b002"}',
+            "account_id: must not contain whitespace",
+        ),
+    ],
+    ids=["duplicate-header", "duplicate-url", "huge-number", "zero-width-space"],
+)
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_validate_refuses_duplicate_keys_huge_numbers_and_invisible_characters(
+    cli: Cli,
+    config_file: Callable[[Any], str],
+    monkeypatch: pytest.MonkeyPatch,
+    text: bytes,
+    expected: str,
+    source: str,
+) -> None:
+    if source == "stdin":
+        set_stdin(monkeypatch, text)
+        path = "-"
+    else:
+        path = config_file(text)
+    code, out, err = cli(None, "config", "validate", "--file", path)
+    assert code != 0
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert "valid integration config" not in out
+    assert SECRET not in out + err
+    assert "b25l" not in out + err
+
+
+def test_put_with_a_duplicate_key_writes_nothing(
+    cli: Cli, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_factory()
+    text = b'{"enabled": false, "enabled": true, "headers": {"X-A": "1", "X-A": "2"}}'
+    set_stdin(monkeypatch, text)
+    code, _, err = cli(settings, "config", "put", ACCOUNT, "--file", "-")
+    assert code != 0
+    assert "nothing written" in err
+    assert "enabled: duplicate JSON key enabled" in err
+    assert "headers: duplicate JSON key headers.X-A" in err
+    assert records_by_key(settings) == []
+
+
 # --- put ----------------------------------------------------------------------------------
 
 

@@ -378,3 +378,272 @@ def test_header_values_never_leak_into_errors(headers: dict[str, str], bad: Any)
     except ConfigValidationError as exc:
         message = str(exc)
     assert SECRET not in message
+
+
+# --- review finding 11: duplicate keys, invisible characters, huge numbers ----------
+
+DUPLICATE_RECORDS = [
+    (
+        b'{"account_id": "1", "headers": {"Authorization": "Basic YQ==", '
+        b'"Authorization": "Basic Yg=="}}',
+        [FieldError("headers", "duplicate JSON key headers.Authorization")],
+    ),
+    (
+        b'{"account_id": "1", "agent_event_url": "https://a.example/", '
+        b'"agent_event_url": "https://b.example/"}',
+        [FieldError("agent_event_url", "duplicate JSON key agent_event_url")],
+    ),
+    (
+        b'{"account_id": "1", "account_id": "1"}',
+        [FieldError("account_id", "duplicate JSON key account_id")],
+    ),
+    (  # the same key once escaped: still the same key
+        b'{"account_id": "1", "\\u0061ccount_id": "1"}',
+        [FieldError("account_id", "duplicate JSON key account_id")],
+    ),
+    (
+        b'{"account_id": "1", "headers": {"X.Y": "a", "X.Y": "b", "Z": "c", "Z": "d"}}',
+        [
+            FieldError("headers", 'duplicate JSON key headers["X.Y"]'),
+            FieldError("headers", "duplicate JSON key headers.Z"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), DUPLICATE_RECORDS)
+def test_a_record_with_a_duplicate_key_is_refused_naming_the_key_path(
+    value: bytes, expected: list[FieldError]
+) -> None:
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert info.value.field_errors == expected
+    assert "Basic" not in str(info.value)  # the duplicated values are secrets
+
+
+def test_duplicate_keys_at_any_depth_are_reported_with_the_other_problems() -> None:
+    value = b'{"account_id": "1", "x": [{"a": 1}, {"a": {"b": 1, "b": 2}, "a": 3}]}'
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert info.value.field_errors == [
+        FieldError("", "duplicate JSON key x[1].a"),
+        FieldError("", "unknown field 'x'"),
+    ]
+
+
+def test_a_duplicate_key_path_shows_invisible_characters_escaped() -> None:
+    value = '{"account_id": "1", "x\u202e": {"k": 1, "k": 2}}'.encode()
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert FieldError("", 'duplicate JSON key ["x\\u202e"].k') in info.value.field_errors
+    assert "\u202e" not in str(info.value)
+
+
+def test_header_names_differing_only_in_case_are_duplicates() -> None:
+    value = b'{"account_id": "1", "headers": {"Authorization": "a", "authorization": "b"}}'
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert info.value.field_errors == [
+        FieldError("headers", "'authorization' is given more than once (names ignore case)")
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-A": 'a":b', "X-B": '":', "X-C": 'x" : y'},  # key-like text inside values
+        {"X-A": "v"},
+    ],
+)
+def test_strings_that_look_like_keys_are_not_duplicates(headers: dict[str, str]) -> None:
+    value = orjson.dumps(with_fields(headers=headers, agent_event_url='https://h.example/"x":'))
+    cfg = parse_config_record(b"15300002", value)
+    assert {k: v.get_secret_value() for k, v in cfg.headers.items()} == headers
+
+
+def test_a_deeply_nested_record_is_refused_not_crashed() -> None:
+    # orjson decodes up to 1024 levels, Python's json module fewer (RecursionError).
+    deep = b'{"account_id": "1", "x": ' + b"[" * 1000 + b'{"a": 1, "a": 2}' + b"]" * 1000 + b"}"
+    with pytest.raises(ConfigValidationError):
+        parse_config_record(b"1", deep)
+
+
+@given(json_values, st.data())
+def test_a_repeated_key_anywhere_is_found(inner: Any, data: st.DataObject) -> None:
+    key = data.draw(st.text(max_size=5))
+    text = orjson.dumps({key: inner})
+    doubled = b"{" + text[1:-1] + b"," + text[1:-1] + b"}"
+    nested = b'{"account_id": "1", "headers": [0, ' + doubled + b"]}"
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", nested)
+    assert any(
+        e.message.startswith("duplicate JSON key headers[1]") for e in info.value.field_errors
+    )
+
+
+@given(json_values)
+def test_orjson_output_never_has_duplicate_keys(data: Any) -> None:
+    value = orjson.dumps(with_fields(x=data))
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"15300002", value)
+    assert info.value.field_errors == [FieldError("", "unknown field 'x'")]
+
+
+INVISIBLE = [
+    "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d",
+    "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u00ad", "\u061c", "\u2060",
+    "\U000e0001", "\u2028", "\u2029", "\x85", "\x7f", "\x00", "\t", "\u00a0", "\u3000",
+    "\ud800", "\ue000", "\U0010fffd",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("where", ["inside", "start", "end"])
+def test_account_id_refuses_invisible_format_and_separator_characters(
+    char: str, where: str
+) -> None:
+    account_id = {"inside": f"153{char}00002", "start": f"{char}15300002"}.get(
+        where, f"15300002{char}"
+    )
+    errors = errors_of(with_fields(account_id=account_id))
+    assert [e.field for e in errors] == ["account_id"]
+    assert "whitespace" in errors[0].message
+    assert char not in str(errors[0])
+
+
+@pytest.mark.parametrize("account_id", [" 15300002", "15300002 ", "1 2"])
+def test_account_id_refuses_spaces(account_id: str) -> None:
+    assert [e.field for e in errors_of(with_fields(account_id=account_id))] == ["account_id"]
+
+
+@pytest.mark.parametrize(
+    "account_id", ["15300002", "acct-1", "a:b/c.d_e", "ünïcødé", "日本-42", "x" * 64]
+)
+def test_printable_account_ids_are_kept(account_id: str) -> None:
+    assert validate_config(with_fields(account_id=account_id)).account_id == account_id
+
+
+@pytest.mark.parametrize("value", ["x\x7fy", "a\u200bb", "\u202eabc", "x\x0by", "x\u2028y"])
+def test_header_values_refuse_control_and_format_characters(value: str) -> None:
+    errors = errors_of(with_fields(headers={"X-A": value}))
+    assert errors == [
+        FieldError(
+            "headers",
+            "the value of 'X-A' must be printable ASCII (no CR, LF or other control characters)",
+        )
+    ]
+
+
+HUGE = 10**5000  # more digits than int() parses from a string (4300)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_retries", HUGE, "must be an integer from 0 to 10"),
+        ("max_retries", -HUGE, "must be an integer from 0 to 10"),
+        ("max_retries", "9" * 5000, "must be an integer from 0 to 10"),
+        ("max_retries", "\u0663", "must be an integer from 0 to 10"),  # Arabic-Indic 3
+        ("max_retries", "\uff13", "must be an integer from 0 to 10"),  # fullwidth 3
+        ("max_retries", 1e308, "must be an integer from 0 to 10"),
+        ("timeout_seconds", HUGE, "must be a number from 1 to 30"),
+        ("timeout_seconds", -HUGE, "must be a number from 1 to 30"),
+        ("timeout_seconds", "\u0661\u0660", "must be a number from 1 to 30"),
+        ("timeout_seconds", "9" * 5000, "must be a number from 1 to 30"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else type(v).__name__,
+)
+def test_huge_and_non_ascii_numbers_are_field_errors(field: str, value: Any, message: str) -> None:
+    assert errors_of(with_fields(**{field: value})) == [FieldError(field, message)]
+
+
+@pytest.mark.parametrize(
+    ("field", "number", "message"),
+    [
+        ("max_retries", b"9" * 5000, "must be an integer from 0 to 10"),
+        ("max_retries", b"-" + b"9" * 5000, "must be an integer from 0 to 10"),
+        ("max_retries", b"1e400", "must be an integer from 0 to 10"),
+        ("max_retries", b"1" + b"0" * 400 + b".5", "must be an integer from 0 to 10"),
+        ("timeout_seconds", b"9" * 5000, "must be a number from 1 to 30"),
+        ("timeout_seconds", b"-1e400", "must be a number from 1 to 30"),
+    ],
+    ids=lambda v: v.decode()[:12] if isinstance(v, bytes) else v,
+)
+def test_a_record_number_beyond_a_double_is_a_field_error(
+    field: str, number: bytes, message: str
+) -> None:
+    value = b'{"account_id": "1", "' + field.encode() + b'": ' + number + b"}"
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert info.value.field_errors == [FieldError(field, message)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"account_id": "1", "max_retries": ' + b"9" * 5000 + b', "x": "\\ud800"}',
+        b'{"account_id": "1", "max_retries": ' + b"9" * 5000 + b", NaN: 1}",
+        b'{"account_id": "1", "max_retries": ' + b"9" * 5000,
+        b'{"account_id": "1", "agent_event_url": "https://h.example/\\ud800"}',
+        b"[" * 5000 + b"9" * 5000 + b"]" * 5000,
+    ],
+    ids=["lone-surrogate", "nan", "truncated", "surrogate-only", "deep"],
+)
+def test_records_json_refuses_are_still_not_json(value: bytes) -> None:
+    with pytest.raises(ConfigValidationError) as info:
+        parse_config_record(b"1", value)
+    assert info.value.field_errors == [FieldError("", "the record value is not valid JSON")]
+
+
+# Arbitrary JSON-like input, wider than orjson's: integers of any size (beyond int()'s
+# 4300-digit limit too), NaN and infinities, numeric strings in any script, surrogates.
+any_text = st.text(st.characters(exclude_categories=()), max_size=12)
+wide_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(4290, 4310).map(lambda n: 10**n - 1)
+    | st.integers(4290, 4310).map(lambda n: -(10**n))
+    | st.floats()
+    | st.text(st.characters(categories=["Nd"]), min_size=1, max_size=6)
+    | any_text
+)
+wide_values = st.recursive(
+    wide_scalars,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(any_text, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+wide_configs = st.dictionaries(field_names, wide_values, max_size=8).map(
+    lambda d: {"account_id": "15300002", **d}
+)
+
+
+@given(wide_values | wide_configs)
+def test_wide_json_like_input_validates_or_raises_config_error(data: Any) -> None:
+    _validate_or_error(data)
+
+
+# JSON-ish text: config fragments, numbers beyond a double, NaN, lone surrogates, nesting.
+json_tokens = st.sampled_from([
+    b"{", b"}", b"[", b"]", b",", b":", b'"account_id"', b'"15300002"', b'"max_retries"',
+    b'"timeout_seconds"', b'"headers"', b'"A"', b'"a"', b"3", b"-0.5", b"9" * 5000,
+    b"-" + b"9" * 400, b"1e400", b"NaN", b'"\\ud800"', b'"\\u0661"', b"true", b"null",
+    b'"\\"":', b" ",
+])  # fmt: skip
+record_like = st.lists(json_tokens, max_size=30).map(b"".join)
+numbered_config = st.tuples(
+    st.sampled_from(["max_retries", "timeout_seconds", "account_id", "headers", "x"]),
+    st.sampled_from([b"9" * 5000, b"1e400", b"-1e999", b'"\\u0663"', b'{"a": 1e400}']),
+).map(lambda fv: b'{"account_id": "15300002", "' + fv[0].encode() + b'": ' + fv[1] + b"}")
+
+
+@given(st.binary(max_size=300) | record_like | numbered_config)
+def test_arbitrary_record_bytes_parse_or_raise_config_error(value: bytes) -> None:
+    errors: list[FieldError] = []
+    try:
+        parse_config_record(b"15300002", value)
+    except ConfigValidationError as exc:
+        errors = exc.field_errors
+    assert errors or orjson.loads(value) is not None
