@@ -1,4 +1,4 @@
-"""Write deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml.
+"""Write deploy/kubernetes/components/prometheus-operator/prometheusrule.yaml from rules.yml.
 
 Kustomize cannot wrap a plain rules file in a PrometheusRule, so the Kubernetes copy is
 generated; tests/deploy/test_deploy_artifacts.py fails when the two differ. Run after
@@ -16,7 +16,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE / "rules.yml"
-TARGET = HERE.parent / "kubernetes" / "prometheusrule.yaml"
+TARGET = HERE.parent / "kubernetes" / "components" / "prometheus-operator" / "prometheusrule.yaml"
 HEADER = (
     "# Generated from deploy/prometheus/rules.yml by deploy/prometheus/sync_prometheusrule.py.\n"
     "# Do not edit by hand: edit rules.yml and run the script.\n"
@@ -38,7 +38,13 @@ def render() -> str:
     resource = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "stream-wfm", "labels": {"app.kubernetes.io/name": "stream-wfm"}},
+        "metadata": {
+            "name": "stream-wfm",
+            "labels": {
+                "app.kubernetes.io/name": "stream-wfm",
+                "app.kubernetes.io/part-of": "stream-wfm",
+            },
+        },
         "spec": {"groups": yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]},
     }
     return HEADER + yaml.dump(resource, Dumper=_Dumper, sort_keys=False, width=100)
