@@ -5,6 +5,12 @@ pure and cheap: one ``orjson.loads`` and a handful of checks, no model object.
 The decoded JSON object is kept untouched in :attr:`Event.data`; only the
 fields routing and ordering need are lifted out.
 
+A value framed by a Confluent Schema Registry JSON serializer (magic byte 0, a 4-byte
+big-endian schema id, then the JSON document) is read as its document: a JSON
+document never starts with byte 0, so that one byte tells them apart, and the schema
+id is ignored. The framing is only stripped for parsing; the record's value (kept in
+retry and dead-letter records) stays as it was.
+
 A record that is not a JSON object (RFC 8259: no ``NaN``, no invalid UTF-8,
 no byte-order mark) or lacks a required field raises :class:`InvalidEventError`;
 the caller dead-letters it with reason ``invalid_event``. Any other field may
@@ -16,7 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -147,6 +153,10 @@ class Event:
     order_key: str
 
 
+#: Bytes before the JSON document in a value framed by a Confluent Schema Registry JSON
+#: serializer: magic byte 0, then the schema id (4 bytes, big-endian).
+_FRAMING: Final = 5
+
 #: What :func:`parse_event` checks, by kind: fields that must be non-empty strings.
 _REQUIRED: dict[EventKind, tuple[str, ...]] = {
     EventKind.AGENT: ("account_id", "event_type", "agent_id"),
@@ -177,7 +187,8 @@ def decode_event(
 
 
 def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
-    """The record's JSON object, its required fields checked: ``account_id`` and
+    """The record's JSON object (unframed when a Schema Registry serializer framed it),
+    its required fields checked: ``account_id`` and
     ``event_type``, and ``agent_id`` (agent events) or ``call_id`` (call events), each a
     non-empty string. Enough to route the event
     (:func:`stream_wfm.routing.decide_fields`), so the service completes an
@@ -186,7 +197,8 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
     if not value:
         raise InvalidEventError("empty value")
     try:
-        data = orjson.loads(value)
+        # A JSON document never starts with byte 0: a value that does is framed.
+        data = orjson.loads(value if value[0] else _unframed(value))
     except orjson.JSONDecodeError as exc:
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
@@ -196,6 +208,18 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
         if type(field) is not str or not field:
             raise _invalid_field(data, name)
     return data
+
+
+def _unframed(value: bytes) -> memoryview:
+    """The JSON document inside a value framed by a Schema Registry serializer: magic
+    byte 0 and a 4-byte big-endian schema id (ignored), then the document (no copy)."""
+    if len(value) < _FRAMING:
+        raise InvalidEventError(
+            f"starts with byte 0 (schema registry framing) but is shorter than {_FRAMING} bytes"
+        )
+    if len(value) == _FRAMING:
+        raise InvalidEventError("empty value after the schema registry framing")
+    return memoryview(value)[_FRAMING:]
 
 
 def complete_event(

@@ -18,7 +18,11 @@ event has, with the event's values.
 
 Headers, in order: the configured headers, ``User-Agent`` (unless configured),
 ``Content-Type: application/json`` for JSON (unless configured), then
-``X-WFM-Event-Id``.
+``X-WFM-Event-Id``, then the input record's W3C trace context when it has one
+(:func:`trace_context`): ``traceparent`` and ``tracestate``. A configured header of
+the same name wins: a configured ``traceparent`` leaves out both of the input's (its
+``tracestate`` belongs to its ``traceparent``), a configured ``tracestate`` the input's
+``tracestate``.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ from stream_wfm.integrations.model import IntegrationConfig
 __all__ = [
     "DEFAULT_USER_AGENT",
     "EVENT_ID_HEADER",
+    "TRACEPARENT_HEADER",
+    "TRACESTATE_HEADER",
     "RequestTemplate",
+    "TraceContext",
     "WebhookRequest",
     "compile_template",
     "form_encode",
@@ -54,10 +61,13 @@ __all__ = [
     "host_key_of",
     "query_value",
     "redacted_url",
+    "trace_context",
 ]
 
 DEFAULT_USER_AGENT: Final = f"stream-wfm/{__version__}"
 EVENT_ID_HEADER: Final = "X-WFM-Event-Id"
+TRACEPARENT_HEADER: Final = "traceparent"
+TRACESTATE_HEADER: Final = "tracestate"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -168,6 +178,40 @@ def query_value(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+#: The W3C trace context headers a request passes on: ``traceparent``, then ``tracestate``
+#: when there is a sane one (see :func:`trace_context`).
+TraceContext = tuple[tuple[str, str], ...]
+
+# W3C Trace Context, version 00: lower-case hex, trace id and parent id not all zeros.
+# Other versions are not read. A tracestate is passed on when it is 1 to 512 printable
+# ASCII characters without leading or trailing spaces (its list syntax is not checked).
+_TRACEPARENT: Final = re.compile(
+    rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
+).fullmatch
+_TRACESTATE: Final = re.compile(rb"[!-~](?:[ -~]{0,510}[!-~])?").fullmatch
+
+
+def trace_context(headers: Iterable[tuple[str, bytes | None]]) -> TraceContext | None:
+    """The W3C trace context to pass on from an input record's Kafka ``headers``: its
+    ``traceparent`` when valid (``00-<32 hex>-<16 hex>-<2 hex>``), with its ``tracestate``
+    when sane; None when it has no valid ``traceparent``. Names are matched ignoring
+    case; of a name given more than once the last counts."""
+    parent: bytes | None = None
+    state: bytes | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == TRACEPARENT_HEADER:
+            parent = value
+        elif lowered == TRACESTATE_HEADER:
+            state = value
+    if parent is None or _TRACEPARENT(parent) is None:
+        return None
+    traceparent = (TRACEPARENT_HEADER, parent.decode("ascii"))
+    if state is None or _TRACESTATE(state) is None:
+        return (traceparent,)
+    return (traceparent, (TRACESTATE_HEADER, state.decode("ascii")))
+
+
 class RequestTemplate:
     """Everything about a webhook request that does not depend on the event."""
 
@@ -178,6 +222,7 @@ class RequestTemplate:
         "kind",
         "query_prefix",
         "timeout",
+        "trace_limit",
         "url",
     )
 
@@ -195,6 +240,13 @@ class RequestTemplate:
         self.as_json = as_json
         self.timeout = timeout
         self.host_key = host_key_of(url)
+        # How much of an event's trace context (traceparent, then tracestate) is sent:
+        # none when traceparent is configured, only traceparent when tracestate is.
+        names = {name.lower() for name, _ in headers}
+        if TRACEPARENT_HEADER in names:
+            self.trace_limit = 0
+        else:
+            self.trace_limit = 1 if TRACESTATE_HEADER in names else 2
         # What goes between the URL and the encoded payload.
         has_query = bool(urlsplit(url).query)
         if url.endswith("?") or (has_query and url.endswith("&")):
@@ -208,13 +260,16 @@ class RequestTemplate:
         names = [name for name, _ in self.headers]
         return f"RequestTemplate(kind={self.kind!s}, url={self.url!r}, header_names={names!r})"
 
-    def build(self, event: Event) -> WebhookRequest:
-        """The request for ``event``; raises
-        :class:`~stream_wfm.delivery.exceptions.UnformattableEventError` when a value
-        cannot be encoded."""
+    def build(self, event: Event, trace: TraceContext | None = None) -> WebhookRequest:
+        """The request for ``event``, with the input record's ``trace`` context
+        (:func:`trace_context`) after ``X-WFM-Event-Id`` unless the config sets those
+        headers; raises :class:`~stream_wfm.delivery.exceptions.UnformattableEventError`
+        when a value cannot be encoded."""
         data = event.data
         fields = payload_fields(event)
         headers = (*self.headers, (EVENT_ID_HEADER, event.event_id))
+        if trace is not None:
+            headers += trace[: self.trace_limit]
         try:
             if self.as_json:
                 body = orjson.dumps({name: data[name] for name in fields if name in data})

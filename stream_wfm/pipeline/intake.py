@@ -3,7 +3,8 @@
 Each batch the consumer thread hands over is processed here on the event loop,
 with no task per record. Records of partitions no longer owned, of retry
 partitions waiting for their due time, or fetched again after a seek are
-skipped. An input record is decoded (:func:`stream_wfm.events.parse_event`),
+skipped. An input record is decoded (:func:`stream_wfm.events.parse_event`, which
+also reads a value framed by a Schema Registry serializer),
 joined with its account's integration and filtered
 (:func:`stream_wfm.routing.decide_fields`): a filtered event finishes at once
 and costs no object beyond its parsed fields; a selected one becomes
@@ -135,6 +136,8 @@ class Intake:
 
 
 def _source(msg: Message, tracker: PartitionTracker, offset: int) -> SourceRecord:
+    """The input record as it was, its Kafka headers included (kept in retry and
+    dead-letter records; a retry's trace context comes from them)."""
     ts_type, ts = msg.timestamp()
     return SourceRecord(
         tracker.topic,
@@ -143,4 +146,5 @@ def _source(msg: Message, tracker: PartitionTracker, offset: int) -> SourceRecor
         msg.key(),
         msg.value(),
         None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        headers=msg.headers(),  # type: ignore[arg-type]  # consumed: a list of (str, bytes)
     )

@@ -8,7 +8,9 @@ and sought back to it, and a timer resumes the partition
 are ignored (:attr:`RetryGate.waiting`). Other partitions — the input topics
 and the other tiers — keep flowing, and nothing busy-loops.
 
-A due record is joined with the account's *current* config again
+A due record is decoded again from the source record it carries — the input
+record's value (framing included) and Kafka headers as they were — and joined with
+the account's *current* config again
 (:meth:`~stream_wfm.pipeline.submit.Submitter.resubmit`).
 """
 
@@ -84,8 +86,9 @@ class RetryGate:
             self._backpressure.pending += 1
             self._metrics.events_invalid.labels(tracker.topic).inc()
             source = SourceRecord(
-                tracker.topic, tracker.partition, offset, msg.key(), msg.value(), None
-            )
+                tracker.topic, tracker.partition, offset, msg.key(), msg.value(), None,
+                headers=msg.headers(),  # type: ignore[arg-type]  # consumed: (str, bytes)
+            )  # fmt: skip
             work = Work(tracker, offset, source, None, None, 0)
             self._settler.settle(work, DeadLetter("invalid_retry_record", 0, str(exc)))
             return

@@ -1,6 +1,10 @@
 """Format → deliver: build an event's request from its account's template and queue it
 in its lane; for a due retry, join the account's *current* config first.
 
+A W3C ``traceparent`` (and ``tracestate``) among the input record's Kafka headers is
+passed on with the request (:func:`~stream_wfm.delivery.request.trace_context`); a
+retry has them from its retry record, so every attempt carries the same.
+
 A destination that is saturated while the shared buffer is under pressure does
 not take the job: it is deferred to a retry tier instead (the bulkhead, see
 :mod:`stream_wfm.pipeline.lanes`), without spending a retry.
@@ -14,6 +18,7 @@ from typing import Any
 
 from stream_wfm.delivery.exceptions import UnformattableEventError
 from stream_wfm.delivery.outcome import backlog_outcome
+from stream_wfm.delivery.request import trace_context
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
@@ -60,8 +65,9 @@ class Submitter:
         assert event is not None
         template = entry.template(event.kind)
         assert template is not None  # routing filtered events without a URL
+        headers = work.source.headers
         try:
-            request = template.build(event)
+            request = template.build(event, trace_context(headers) if headers else None)
         except UnformattableEventError as exc:
             self._settler.settle(work, DeadLetter(exc.reason, attempt - 1, exc.detail))
             return

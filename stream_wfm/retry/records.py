@@ -4,7 +4,8 @@ Retry record (``schema`` ``stream-wfm.retry/1``)::
 
     {"schema": "stream-wfm.retry/1",
      "event": {"topic", "partition", "offset", "timestamp_ms",
-               "key", "key_encoding", "value", "value_encoding"},
+               "key", "key_encoding", "value", "value_encoding",
+               "headers": [{"name", "value", "value_encoding"}, ...]},
      "account_id", "event_id", "kind", "attempt", "due_at_ms",
      "last_error", "last_status", "first_attempt_at_ms"}
 
@@ -14,7 +15,9 @@ retry budget).
 ``key`` and ``value`` are the source record's bytes: as text when they are
 valid UTF-8 (``*_encoding`` ``"utf-8"``), else base64 (``"base64"``); a null
 key or value is ``null`` (its encoding then reads ``"utf-8"`` and means
-nothing).
+nothing). ``headers`` are the source record's Kafka headers, in order, each
+value by the same rule; the field is left out when the record had none, and a
+record without it (written before it existed) reads as having none.
 
 DLQ record (``schema`` ``stream-wfm.dlq/1``): the same fields without
 ``attempt`` and ``due_at_ms``, plus ``attempts`` (attempts made; 0 for an
@@ -24,7 +27,8 @@ invalid event), ``reason``, ``detail`` (or null) and ``dead_lettered_at_ms``;
 ``first_attempt_at_ms`` is null when no attempt was made.
 
 Neither record ever holds integration header values: nothing here takes a
-config. ``schemas/retry-record.schema.json`` and ``schemas/dlq-record.schema.json``
+config (the headers kept are the input record's own).
+``schemas/retry-record.schema.json`` and ``schemas/dlq-record.schema.json``
 describe both formats.
 """
 
@@ -45,6 +49,7 @@ __all__ = [
     "DLQ_SCHEMA",
     "RETRY_SCHEMA",
     "DlqRecord",
+    "Headers",
     "InvalidDlqRecordError",
     "InvalidRecordError",
     "InvalidRetryRecordError",
@@ -60,6 +65,9 @@ RETRY_SCHEMA: Final = "stream-wfm.retry/1"
 DLQ_SCHEMA: Final = "stream-wfm.dlq/1"
 _UTF8: Final = "utf-8"
 _BASE64: Final = "base64"
+
+#: A Kafka record's headers, as confluent-kafka gives them: (name, value or None), in order.
+Headers = list[tuple[str, bytes | None]]
 
 
 class InvalidRecordError(StreamWfmError):
@@ -88,6 +96,9 @@ class SourceRecord:
     In a dead letter whose record would be too large to write (reason
     ``record_too_large``), the value is omitted: ``value`` is None and
     ``value_size`` and ``value_sha256`` (hex) describe the value that was.
+
+    ``headers`` are the record's Kafka headers as the consumer gives them (name,
+    value or None), in order; None (or empty) when it had none.
     """
 
     topic: str
@@ -98,17 +109,19 @@ class SourceRecord:
     timestamp_ms: int | None
     value_size: int | None = None
     value_sha256: str | None = None
+    headers: Headers | None = None
 
     @property
     def value_omitted(self) -> bool:
         return self.value_size is not None
 
     def without_value(self) -> SourceRecord:
-        """This record with its value replaced by the value's size and SHA-256."""
+        """This record with its value replaced by the value's size and SHA-256 (its key,
+        timestamp and headers kept)."""
         value = self.value or b""
         return SourceRecord(
             self.topic, self.partition, self.offset, self.key, None, self.timestamp_ms,
-            len(value), hashlib.sha256(value).hexdigest(),
+            len(value), hashlib.sha256(value).hexdigest(), self.headers,
         )  # fmt: skip
 
 
@@ -172,7 +185,14 @@ def _source_out(source: SourceRecord) -> dict[str, Any]:
     if source.value_size is not None:
         out["value_size"] = source.value_size
         out["value_sha256"] = source.value_sha256
+    if source.headers:
+        out["headers"] = [_header_out(name, data) for name, data in source.headers]
     return out
+
+
+def _header_out(name: str, data: bytes | None) -> dict[str, Any]:
+    value, value_encoding = _bytes_out(data)
+    return {"name": name, "value": value, "value_encoding": value_encoding}
 
 
 def encode_retry_record(record: RetryRecord) -> bytes:
@@ -298,6 +318,20 @@ def _open(value: bytes, schema: str, error: type[InvalidRecordError]) -> _Reader
     return record
 
 
+def _headers_in(event: _Reader) -> Headers | None:
+    """``event.headers``: None when absent or empty (records written before it existed)."""
+    items = event.data.get("headers")
+    if items is None and "headers" not in event.data:
+        return None
+    if type(items) is not list:
+        raise event.error(f"{event.where}.headers is not a list")
+    headers: Headers = []
+    for index, item in enumerate(items):
+        header = _Reader(item, event.error, f"{event.where}.headers[{index}]")
+        headers.append((header.text("name"), header.raw_bytes("value")))
+    return headers or None
+
+
 def _source_in(record: _Reader) -> SourceRecord:
     event = _Reader(record.data.get("event"), record.error, "record.event")
     return SourceRecord(
@@ -309,6 +343,7 @@ def _source_in(record: _Reader) -> SourceRecord:
         timestamp_ms=event.opt_integer("timestamp_ms"),
         value_size=event.opt_integer("value_size") if "value_size" in event.data else None,
         value_sha256=event.opt_text("value_sha256") if "value_sha256" in event.data else None,
+        headers=_headers_in(event),
     )
 
 

@@ -102,8 +102,10 @@ def _item(dead_letter: DlqEntry, result: str) -> dict[str, Any]:
 
 def redrive_record(dead_letter: DlqEntry, now_ms: int) -> RetryRecord:
     """The retry record that re-delivers ``dead_letter``: due now, attempt 1 (a fresh
-    retry budget), the original source record, event id, account and kind. Only for a
-    dead letter :func:`skip_reason` lets through (its kind is known)."""
+    retry budget), the original source record (its value as it was and its Kafka
+    headers, so a ``traceparent`` goes on with the redriven attempt), event id, account
+    and kind. Only for a dead letter :func:`skip_reason` lets through (its kind is
+    known)."""
     record = dead_letter.record
     assert record.kind is not None, "skip_reason() refuses dead letters of unknown kind"
     return RetryRecord(

@@ -6,7 +6,8 @@ and anything that cannot be delivered into a DLQ record described by one value,
 future resolves when the broker acknowledged the record (or fails with a
 :class:`~stream_wfm.kafka.producer.ProduceError` whose ``retriable`` flag says
 whether writing it again can help). Records never hold integration header
-values: they are built from the input record and the outcome only.
+values: they are built from the input record (its value and Kafka headers as they
+were) and the outcome only.
 """
 
 from __future__ import annotations

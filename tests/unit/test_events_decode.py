@@ -18,6 +18,7 @@ from stream_wfm.events import (
     EventKind,
     InvalidEventError,
     decode_event,
+    parse_event,
     payload_fields,
 )
 from tests import strategies
@@ -297,3 +298,63 @@ def test_records_with_required_fields_always_decode(
     assert event.data == data
     assert event.account_id == account_id
     assert event.order_key.startswith(f"{account_id}:")
+
+
+# --- Schema Registry framing ---------------------------------------------------------
+
+
+def framed(document: bytes, schema_id: int = 100_042) -> bytes:
+    """``document`` as a Confluent Schema Registry JSON serializer frames it: magic byte 0,
+    the schema id as 4 bytes big-endian, then the document."""
+    return b"\x00" + schema_id.to_bytes(4, "big") + document
+
+
+LOGIN_EVENT = {"account_id": "1", "agent_id": "7", "event_type": "LOGIN", "event_id": "e-9"}
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_a_framed_value_decodes_as_its_json_document(kind: EventKind) -> None:
+    data = {**LOGIN_EVENT, "call_id": "c-1"}
+    plain = decode_event(dumps(data), kind, FALLBACK)
+    event = decode_event(framed(dumps(data)), kind, FALLBACK)
+    assert event == plain
+    assert event.data == data
+    assert parse_event(framed(dumps(data)), kind) == data
+
+
+@pytest.mark.parametrize("schema_id", [0, 1, 0x7F7F7F7F, 0xFFFFFFFF, 0x7B2D0A20])
+def test_the_schema_id_is_ignored(schema_id: int) -> None:
+    # Any 4 bytes, including ones that read as JSON text ('{', '-', newline, space).
+    event = decode_event(framed(dumps(LOGIN_EVENT), schema_id), EventKind.AGENT, FALLBACK)
+    assert event.data == LOGIN_EVENT
+
+
+@pytest.mark.parametrize(
+    ("document", "detail"),
+    [
+        (b"{", "not valid JSON (error at position 1)"),  # positions within the document
+        (b'{"account_id": "1", "event_type": NaN}', "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"account_id": "1", "event_type": "LOGIN"}', "missing required field agent_id"),
+        (b"", "empty value after the schema registry framing"),
+        (b"\x00\x00\x00\x00\x00{}", "not valid JSON"),  # framed twice: not read twice
+    ],
+)
+def test_a_framed_invalid_document_is_an_invalid_event(document: bytes, detail: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        decode_event(framed(document), EventKind.AGENT, FALLBACK)
+    assert detail in info.value.detail
+
+
+@pytest.mark.parametrize("raw", [b"\x00", b"\x00\x00", b"\x00\x00\x01\x02"])
+def test_a_value_led_by_byte_0_shorter_than_the_framing_is_an_invalid_event(raw: bytes) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        decode_event(raw, EventKind.AGENT, FALLBACK)
+    assert info.value.detail == (
+        "starts with byte 0 (schema registry framing) but is shorter than 5 bytes"
+    )
+
+
+@given(st.binary(max_size=200), st.sampled_from(list(EventKind)))
+def test_arbitrary_framed_bytes_decode_or_raise_invalid_event(raw: bytes, kind: EventKind) -> None:
+    _decode_or_invalid(b"\x00" + raw, kind)

@@ -13,7 +13,9 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
-from stream_wfm.events import EventKind
+from stream_wfm.delivery.templates import TemplatedEntry
+from stream_wfm.events import EventKind, decode_event
+from stream_wfm.integrations.model import validate_config
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.commands import Command, Pause, Resume, Seek
@@ -23,6 +25,7 @@ from stream_wfm.pipeline.lanes import Job
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.pipeline.retry_gate import RetryGate
 from stream_wfm.pipeline.settle import Settlement
+from stream_wfm.pipeline.submit import Submitter
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.records import RetryRecord, SourceRecord, encode_retry_record
 from stream_wfm.retry.writer import DeadLetter
@@ -83,11 +86,18 @@ class FakeGate:
         self.offered.append(offset)
 
 
-def message(topic: str, offset: int, value: Any, partition: int = 0) -> Message:
+def message(
+    topic: str,
+    offset: int,
+    value: Any,
+    partition: int = 0,
+    headers: list[tuple[str, bytes | None]] | None = None,
+) -> Message:
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
     return Message(
         topic=topic, partition=partition, offset=offset, key=b"k", value=raw,
         timestamp=(1, 1_700_000_000_000),
+        headers=headers,  # type: ignore[arg-type]  # bytes or None values are fine
     )  # fmt: skip
 
 
@@ -208,10 +218,16 @@ class GateRig:
         )
         self.tracker = PartitionTracker(RETRY, 0)
 
-    def offer(self, offset: int, due_in: float, attempt: int = 2) -> None:
+    def offer(
+        self,
+        offset: int,
+        due_in: float,
+        attempt: int = 2,
+        headers: list[tuple[str, bytes | None]] | None = None,
+    ) -> None:
         value = orjson.dumps(login(event_id=f"e-{offset}"))
         record = RetryRecord(
-            source=SourceRecord(AGENT, 0, offset, b"1:7", value, None),
+            source=SourceRecord(AGENT, 0, offset, b"1:7", value, None, headers=headers),
             account_id="1",
             event_id=f"e-{offset}",
             kind=EventKind.AGENT,
@@ -358,3 +374,135 @@ async def test_closing_answers_every_hand_back_with_what_is_finished() -> None:
     future = handback.start([tracker], FakeDispatcher([]))  # type: ignore[arg-type]
     handback.close()
     assert future.result(timeout=0) == {(AGENT, 0): 0}
+
+
+# --- the input record's headers and trace context ------------------------------------
+
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+HEADERS: list[tuple[str, bytes | None]] = [
+    ("traceparent", TRACEPARENT),
+    ("tracestate", b"congo=t61rcWkgMzE"),
+    ("bin", b"\xff"),
+    ("null", None),
+]
+
+
+def test_intake_keeps_the_input_headers_of_a_selected_event() -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(AGENT, 3, login(), headers=HEADERS), message(AGENT, 4, login())])
+    [(work, _), (plain, _)] = rig.submitter.submitted
+    assert work.source.headers == HEADERS
+    assert plain.source.headers is None
+
+
+def test_intake_keeps_the_input_headers_of_an_invalid_event() -> None:
+    rig = IntakeRig()
+    rig.intake.on_batch([message(AGENT, 0, b"not json", headers=HEADERS)])
+    [(work, settlement)] = rig.settler.settled
+    assert isinstance(settlement, DeadLetter)
+    assert work.source.headers == HEADERS
+
+
+def test_intake_reads_a_schema_registry_framed_value() -> None:
+    rig = IntakeRig()
+    framed = b"\x00\x00\x00\x01\x07" + orjson.dumps(login(event_id="e-framed"))
+    rig.intake.on_batch([message(AGENT, 0, framed)])
+    [(work, _)] = rig.submitter.submitted
+    assert work.event is not None
+    assert work.event.event_id == "e-framed"
+    assert work.source.value == framed  # kept as it was, framing included
+
+
+async def test_a_due_retry_keeps_the_headers_of_its_input_record() -> None:
+    rig = GateRig(time.time())
+    rig.offer(4, due_in=-1.0, headers=HEADERS)
+    [(work, _)] = rig.submitter.resubmitted
+    assert work.source.headers == HEADERS
+
+
+async def test_an_unreadable_retry_record_keeps_its_own_headers() -> None:
+    rig = GateRig(time.time())
+    rig.gate.offer(message(RETRY, 2, b"garbage", headers=[("h", b"1")]), rig.tracker, 2)
+    [(work, _)] = rig.settler.settled
+    assert work.source.headers == [("h", b"1")]
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    def submit(self, job: Job, may_shed: bool = False) -> bool:
+        self.jobs.append(job)
+        return True
+
+
+class TemplatedStore:
+    def __init__(self, **config: Any) -> None:
+        self.entry = TemplatedEntry(
+            validate_config(
+                {"account_id": "1", "agent_login_events": True,
+                 "agent_event_url": "http://127.0.0.1:9/hook", **config}
+            )
+        )  # fmt: skip
+
+    def get(self, account_id: str) -> TemplatedEntry | None:
+        return self.entry if account_id == "1" else None
+
+
+def submitted_headers(
+    kafka_headers: list[tuple[str, bytes | None]] | None, retry: bool = False, **config: Any
+) -> tuple[tuple[str, str], ...]:
+    """The headers of the request submitted for an event whose input record had
+    ``kafka_headers`` (as a first attempt, or as a due retry)."""
+    store = TemplatedStore(**config)
+    dispatcher = RecordingDispatcher()
+    submitter = Submitter(
+        store=store,  # type: ignore[arg-type]
+        dispatcher=dispatcher,  # type: ignore[arg-type]
+        backpressure=Backpressure(1000, lambda held: None),
+        attempts=None,  # type: ignore[arg-type]  # nothing is deferred
+        settler=FakeSettler(),  # type: ignore[arg-type]
+        metrics=Metrics(CollectorRegistry()),
+        clock=time.time,
+    )
+    value = orjson.dumps(login(event_id="e-1"))
+    tracker = PartitionTracker(AGENT, 0)
+    tracker.add(0)
+    event = decode_event(value, EventKind.AGENT, (AGENT, 0, 0))
+    work = Work(tracker, 0, SourceRecord(AGENT, 0, 0, None, value, None, headers=kafka_headers),
+                EventKind.AGENT, event, 0)  # fmt: skip
+    if retry:
+        submitter.resubmit(work, 2)
+    else:
+        submitter.submit(work, store.entry, 1)
+    [job] = dispatcher.jobs
+    return job.request.headers
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_the_input_traceparent_and_tracestate_go_on_every_attempt(retry: bool) -> None:
+    headers = submitted_headers(HEADERS, retry=retry)
+    assert headers[-3:] == (
+        ("X-WFM-Event-Id", "e-1"),
+        ("traceparent", TRACEPARENT.decode()),
+        ("tracestate", "congo=t61rcWkgMzE"),
+    )
+
+
+@pytest.mark.parametrize(
+    "headers", [None, [], [("bin", b"\xff")], [("traceparent", b"00-not-a-traceparent")]]
+)
+def test_no_trace_headers_without_a_valid_traceparent(
+    headers: list[tuple[str, bytes | None]] | None,
+) -> None:
+    assert submitted_headers(headers)[-1] == ("X-WFM-Event-Id", "e-1")
+    assert all(name.lower() not in ("traceparent", "tracestate")
+               for name, _ in submitted_headers(headers))  # fmt: skip
+
+
+def test_a_configured_traceparent_is_the_one_sent() -> None:
+    configured = "00-11111111111111111111111111111111-2222222222222222-00"
+    headers = submitted_headers(HEADERS, headers={"traceparent": configured})
+    assert [(n, v) for n, v in headers if n.lower() in ("traceparent", "tracestate")] == [
+        ("traceparent", configured)
+    ]

@@ -22,6 +22,7 @@ from stream_wfm.delivery.request import (
     form_quote,
     host_key_of,
     query_value,
+    trace_context,
 )
 from stream_wfm.events import (
     AGENT_LOGIN_FIELDS,
@@ -521,3 +522,164 @@ def test_no_header_value_reaches_the_repr(value: str) -> None:
     )
     assert secret not in repr(request)
     assert secret not in str(request)
+
+
+# --- W3C Trace Context from the input record's headers -----------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+
+
+def kafka_headers(**headers: bytes | None) -> list[tuple[str, bytes | None]]:
+    return list(headers.items())
+
+
+def test_a_valid_traceparent_is_passed_on() -> None:
+    assert trace_context(kafka_headers(traceparent=TRACEPARENT.encode())) == (
+        ("traceparent", TRACEPARENT),
+    )
+
+
+def test_tracestate_comes_with_a_valid_traceparent() -> None:
+    headers = kafka_headers(
+        other=b"x", tracestate=TRACESTATE.encode(), traceparent=TRACEPARENT.encode()
+    )
+    assert trace_context(headers) == (("traceparent", TRACEPARENT), ("tracestate", TRACESTATE))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"",
+        TRACEPARENT.upper().encode(),  # lower-case hex only
+        TRACEPARENT.replace("00-", "01-", 1).encode(),  # version 00 only
+        TRACEPARENT.replace("00-", "ff-", 1).encode(),
+        b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
+        b"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  # trace id too short
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",  # parent id too short
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01",
+        (TRACEPARENT + "\n").encode(),
+        (" " + TRACEPARENT).encode(),
+        (TRACEPARENT + "\r\nX-Injected: 1").encode(),
+        TRACEPARENT.encode("utf-16"),
+        "00-4bf92f3577b34da6a3ce929d0e0e473\u0664-00f067aa0ba902b7-01".encode(),  # Arabic 4
+    ],
+)
+def test_an_invalid_traceparent_is_ignored_with_its_tracestate(value: bytes | None) -> None:
+    headers = kafka_headers(traceparent=value, tracestate=TRACESTATE.encode())
+    assert trace_context(headers) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"",
+        b" congo=t61rcWkgMzE",
+        b"congo=t61rcWkgMzE ",
+        b"congo=t61rcWkgMzE\r\nX-Injected: 1",
+        b"congo=t61rc\tWkgMzE",
+        b"congo=\x7f",
+        "congo=caf\u00e9".encode(),
+        b"\xff\xfe",
+        b"a=" + b"b" * 511,  # 513 characters
+    ],
+)
+def test_an_insane_tracestate_is_left_out(value: bytes | None) -> None:
+    headers = kafka_headers(traceparent=TRACEPARENT.encode(), tracestate=value)
+    assert trace_context(headers) == (("traceparent", TRACEPARENT),)
+
+
+def test_a_tracestate_of_512_printable_characters_is_passed_on() -> None:
+    state = "a=" + "b~ !" * 127 + "cc"
+    assert len(state) == 512
+    headers = kafka_headers(traceparent=TRACEPARENT.encode(), tracestate=state.encode())
+    assert trace_context(headers) == (("traceparent", TRACEPARENT), ("tracestate", state))
+
+
+def test_no_trace_context_without_a_traceparent() -> None:
+    assert trace_context([]) is None
+    assert trace_context(kafka_headers(tracestate=TRACESTATE.encode())) is None
+    assert trace_context(kafka_headers(**{"trace-parent": TRACEPARENT.encode()})) is None
+
+
+def test_the_last_traceparent_and_tracestate_count_and_names_ignore_case() -> None:
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    headers = [
+        ("traceparent", TRACEPARENT.encode()),
+        ("TraceState", b"first=1"),
+        ("Traceparent", other.encode()),
+        ("tracestate", b"second=2"),
+    ]
+    assert trace_context(headers) == (("traceparent", other), ("tracestate", "second=2"))
+    # The last traceparent decides, even when it is invalid.
+    assert trace_context([*headers, ("traceparent", b"garbage")]) is None
+
+
+def test_a_request_carries_the_trace_headers_after_the_event_id() -> None:
+    event = fixture_event("agent_login.json")
+    compiled = template(event.kind, send_body_as_json=True)
+    trace = (("traceparent", TRACEPARENT), ("tracestate", TRACESTATE))
+    request = compiled.build(event, trace)
+    assert request.headers == (
+        ("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+        ("User-Agent", UA),
+        ("Content-Type", "application/json"),
+        ("X-WFM-Event-Id", "2a0f6c1e-5b7d-4c1a-9e7a-0d4b8f3c2e11"),
+        ("traceparent", TRACEPARENT),
+        ("tracestate", TRACESTATE),
+    )
+    assert request.body == compiled.build(event).body
+    # The template itself is unchanged: the next event without a trace has none.
+    assert compiled.build(event).headers == request.headers[:4]
+
+
+def test_without_a_trace_the_request_headers_are_the_templates() -> None:
+    event = fixture_event("end_call_outbound.json")
+    compiled = template(event.kind, headers={})
+    for request in (compiled.build(event), compiled.build(event, None)):
+        assert request.headers == (*compiled.headers, ("X-WFM-Event-Id", "t:0:1"))
+
+
+@pytest.mark.parametrize("name", ["traceparent", "TraceParent"])
+def test_a_configured_traceparent_wins_and_the_inputs_tracestate_is_left_out(name: str) -> None:
+    configured = "00-11111111111111111111111111111111-2222222222222222-00"
+    event = fixture_event("agent_login.json")
+    compiled = template(event.kind, headers={name: configured})
+    request = compiled.build(event, (("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)))
+    assert request.headers == (
+        (name, configured),
+        ("User-Agent", UA),
+        ("X-WFM-Event-Id", "2a0f6c1e-5b7d-4c1a-9e7a-0d4b8f3c2e11"),
+    )
+
+
+def test_a_configured_tracestate_wins_over_the_inputs() -> None:
+    event = fixture_event("agent_login.json")
+    compiled = template(event.kind, headers={"Tracestate": "mine=1"})
+    request = compiled.build(event, (("traceparent", TRACEPARENT), ("tracestate", TRACESTATE)))
+    assert request.headers == (
+        ("Tracestate", "mine=1"),
+        ("User-Agent", UA),
+        ("X-WFM-Event-Id", "2a0f6c1e-5b7d-4c1a-9e7a-0d4b8f3c2e11"),
+        ("traceparent", TRACEPARENT),
+    )
+
+
+@given(st.lists(st.tuples(st.text(max_size=15), st.binary(max_size=80) | st.none()), max_size=6))
+def test_trace_context_of_any_headers_is_none_or_sane(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    trace = trace_context(headers)
+    if trace is None:
+        return
+    assert [name for name, _ in trace] in (["traceparent"], ["traceparent", "tracestate"])
+    for _, value in trace:
+        assert value.isascii()
+        assert value.isprintable()
+        assert value == value.strip()

@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.integrations.model import validate_config
+from stream_wfm.retry.dead_letters import DlqEntry
 from stream_wfm.retry.records import (
     DlqRecord,
     InvalidDlqRecordError,
@@ -28,6 +29,7 @@ from stream_wfm.retry.records import (
     encode_dlq_record,
     encode_retry_record,
 )
+from stream_wfm.retry.redrive import redrive_record
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -283,7 +285,8 @@ mutations = st.dictionaries(
     st.sampled_from(["schema", "event", "account_id", "event_id", "kind", "attempt", "due_at_ms",
                      "last_error", "last_status", "first_attempt_at_ms"]),
     json_scalars | st.dictionaries(st.sampled_from(["topic", "partition", "offset", "key",
-                                                    "key_encoding", "value", "value_encoding"]),
+                                                    "key_encoding", "value", "value_encoding",
+                                                    "headers"]),
                                    json_scalars),
 )  # fmt: skip
 
@@ -292,3 +295,136 @@ mutations = st.dictionaries(
 def test_mutated_records_decode_or_raise_invalid(changes: dict[str, Any]) -> None:
     with contextlib.suppress(InvalidRetryRecordError):
         decode_retry_record(orjson.dumps(_retry_dict(**changes)))
+
+
+# --- the input record's headers ---------------------------------------------------------
+
+HEADERS: list[tuple[str, bytes | None]] = [
+    ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ("content-type", b"application/json"),
+    ("binary", b"\xff\x00\x80"),
+    ("empty", b""),
+    ("null", None),
+    ("traceparent", b"repeated names are kept, in order"),
+]
+
+
+def headed(
+    headers: list[tuple[str, bytes | None]] | None = HEADERS, **changes: Any
+) -> SourceRecord:
+    src = source(**changes)
+    src.headers = headers
+    return src
+
+
+@pytest.mark.parametrize(
+    ("headers", "value"), [(HEADERS, LOGIN), ([("a", b"1")], LOGIN), (HEADERS, b"\x80\xff")]
+)
+def test_records_with_headers_round_trip_and_fit_the_schemas(
+    headers: list[tuple[str, bytes | None]], value: bytes
+) -> None:
+    src = headed(headers, value=value)
+    retry = encode_retry_record(retry_record(src))
+    assert decode_retry_record(retry) == retry_record(src)
+    RETRY_VALIDATOR.validate(orjson.loads(retry))
+    dlq = encode_dlq_record(dlq_record(src))
+    assert decode_dlq_record(dlq) == dlq_record(src)
+    DLQ_VALIDATOR.validate(orjson.loads(dlq))
+
+
+def test_headers_are_written_with_the_key_and_value_encoding_rule() -> None:
+    data = orjson.loads(encode_retry_record(retry_record(headed())))
+    assert data["event"]["headers"] == [
+        {"name": "traceparent", "value": HEADERS[0][1].decode(),  # type: ignore[union-attr]
+         "value_encoding": "utf-8"},
+        {"name": "content-type", "value": "application/json", "value_encoding": "utf-8"},
+        {"name": "binary", "value": base64.b64encode(b"\xff\x00\x80").decode(),
+         "value_encoding": "base64"},
+        {"name": "empty", "value": "", "value_encoding": "utf-8"},
+        {"name": "null", "value": None, "value_encoding": "utf-8"},
+        {"name": "traceparent", "value": "repeated names are kept, in order",
+         "value_encoding": "utf-8"},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", [None, []])
+def test_a_record_without_headers_has_no_headers_field(
+    headers: list[tuple[str, bytes | None]] | None,
+) -> None:
+    for value in (encode_retry_record(retry_record(headed(headers))),
+                  encode_dlq_record(dlq_record(headed(headers)))):  # fmt: skip
+        assert "headers" not in orjson.loads(value)["event"]
+
+
+def test_an_empty_headers_list_reads_as_no_headers() -> None:
+    data = _retry_dict()
+    data["event"]["headers"] = []
+    assert decode_retry_record(orjson.dumps(data)).source.headers is None
+    RETRY_VALIDATOR.validate(data)
+
+
+def test_records_written_before_headers_were_kept_still_decode() -> None:
+    old = _retry_dict()
+    assert "headers" not in old["event"]
+    assert decode_retry_record(orjson.dumps(old)).source == source()
+    assert source().headers is None
+
+
+def test_a_dead_letter_without_its_value_keeps_the_headers() -> None:
+    src = headed().without_value()
+    assert (src.value, src.headers) == (None, HEADERS)
+    value = encode_dlq_record(dlq_record(src, reason="record_too_large"))
+    assert decode_dlq_record(value).source.headers == HEADERS
+    DLQ_VALIDATOR.validate(orjson.loads(value))
+
+
+def _with_headers(headers: Any) -> bytes:
+    data = _retry_dict()
+    data["event"]["headers"] = headers
+    return orjson.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({"a": "1"}, "record.event.headers is not a list"),
+        ("a", "record.event.headers is not a list"),
+        ([["a", "1"]], "record.event.headers[0] is not a JSON object"),
+        ([{"value": "1", "value_encoding": "utf-8"}], "record.event.headers[0].name is missing"),
+        ([{"name": 1, "value": "1", "value_encoding": "utf-8"}],
+         "record.event.headers[0].name is not a string"),
+        ([{"name": "a", "value_encoding": "utf-8"}], "record.event.headers[0].value is missing"),
+        ([{"name": "a", "value": 1, "value_encoding": "utf-8"}],
+         "record.event.headers[0].value is not a string or null"),
+        ([{"name": "a", "value": "1", "value_encoding": "utf-8"},
+          {"name": "b", "value": "1", "value_encoding": "hex"}],
+         "record.event.headers[1].value_encoding is not"),
+        ([{"name": "a", "value": "***", "value_encoding": "base64"}],
+         "record.event.headers[0].value is not valid base64"),
+    ],
+)  # fmt: skip
+def test_invalid_headers_make_an_invalid_retry_record(headers: Any, detail: str) -> None:
+    with pytest.raises(InvalidRetryRecordError) as info:
+        decode_retry_record(_with_headers(headers))
+    assert detail in info.value.detail
+    if "base64" not in detail:  # the schema does not check base64 text
+        assert not RETRY_VALIDATOR.is_valid(orjson.loads(_with_headers(headers)))
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=20), st.binary(max_size=40) | st.none()), min_size=1, max_size=5
+    )
+)
+def test_headers_round_trip_property(headers: list[tuple[str, bytes | None]]) -> None:
+    record = retry_record(headed(headers))
+    assert decode_retry_record(encode_retry_record(record)).source.headers == headers
+    letter = dlq_record(headed(headers))
+    assert decode_dlq_record(encode_dlq_record(letter)).source.headers == headers
+
+
+def test_a_redriven_dead_letter_keeps_the_input_headers() -> None:
+    entry = DlqEntry("wfm.webhooks.dlq", 0, 5, None, dlq_record(headed()))
+    retry = decode_retry_record(encode_retry_record(redrive_record(entry, 1_800_000_000_000)))
+    assert retry.source.headers == HEADERS
+    assert retry.source == headed()

@@ -135,3 +135,35 @@ async def test_a_dead_letter_without_the_value_keeps_its_size_and_sha256() -> No
         "wfm.agent", 2, 40,
     )  # fmt: skip
     assert record.event_id == "e-1"
+
+
+HEADERS: list[tuple[str, bytes | None]] = [("traceparent", b"00-ab"), ("bin", b"\xff"), ("n", None)]
+
+
+def headed_work() -> Work:
+    work = event_work()
+    work.source = SourceRecord("wfm.agent", 2, 40, b"1:7", VALUE, 1_700, headers=HEADERS)
+    return work
+
+
+async def test_retry_and_dead_letter_records_keep_the_input_headers() -> None:
+    w, producer, _ = writer()
+    await w.retry(
+        headed_work(), retry_number=1, next_attempt=2, last_error="HTTP 503", last_status=503,
+        retry_after=None,
+    )  # fmt: skip
+    await w.dead_letter(headed_work(), DeadLetter("permanent_status", 1, None, "HTTP 400", 400))
+    await w.dead_letter(headed_work(), DeadLetter("record_too_large", 1, None, omit_value=True))
+    retry, letter, too_large = (value for _topic, value, _key in producer.records)
+    assert decode_retry_record(retry).source.headers == HEADERS
+    assert decode_dlq_record(letter).source.headers == HEADERS
+    assert decode_dlq_record(too_large).source.headers == HEADERS
+    assert orjson.loads(letter)["event"]["headers"][1] == {
+        "name": "bin", "value": "/w==", "value_encoding": "base64",
+    }  # fmt: skip
+
+
+async def test_records_of_input_without_headers_have_no_headers_field() -> None:
+    w, producer, _ = writer()
+    await w.dead_letter(event_work(), DeadLetter("permanent_status", 1, None, "HTTP 400", 400))
+    assert "headers" not in orjson.loads(producer.records[0][1])["event"]

@@ -172,3 +172,59 @@ def test_config_without_account_id_is_rejected_by_both() -> None:
     with pytest.raises(ConfigValidationError):
         validate_config(config)
     assert not validator("integration-config").is_valid(config)
+
+
+# --- retry and DLQ records: the input record's headers -------------------------------
+
+RECORD_SCHEMAS = ["retry-record", "dlq-record"]
+
+
+@pytest.mark.parametrize("schema", RECORD_SCHEMAS)
+def test_record_schemas_describe_the_input_headers(schema: str) -> None:
+    source = load(SCHEMAS / f"{schema}.schema.json")["$defs"]["source_record"]
+    assert source["additionalProperties"] is False
+    assert "headers" in source["properties"]
+    assert "headers" not in source["required"]  # records written before it stay valid
+    for name, prop in source["properties"].items():
+        assert prop.get("description"), f"{schema}: event.{name} has no description"
+    header = source["properties"]["headers"]["items"]
+    assert header["additionalProperties"] is False
+    assert header["required"] == ["name", "value", "value_encoding"]
+
+
+def test_both_record_schemas_define_the_headers_alike() -> None:
+    retry, dlq = (
+        load(SCHEMAS / f"{name}.schema.json")["$defs"]["source_record"]["properties"]["headers"]
+        for name in RECORD_SCHEMAS
+    )
+    assert retry == dlq
+
+
+HEADER_OK = {"name": "traceparent", "value": "00-ab", "value_encoding": "utf-8"}
+
+
+@pytest.mark.parametrize("schema", RECORD_SCHEMAS)
+@pytest.mark.parametrize(
+    ("headers", "valid"),
+    [
+        ([], True),
+        ([HEADER_OK], True),
+        ([HEADER_OK, {"name": "b", "value": None, "value_encoding": "utf-8"}], True),
+        ([{"name": "b", "value": "/w==", "value_encoding": "base64"}], True),
+        ({"traceparent": "x"}, False),
+        ([{"name": "b", "value": "x"}], False),
+        ([{**HEADER_OK, "value_encoding": "hex"}], False),
+        ([{**HEADER_OK, "name": None}], False),
+        ([{**HEADER_OK, "value": 1}], False),
+        ([{**HEADER_OK, "extra": 1}], False),
+    ],
+)
+def test_record_schemas_validate_the_headers(schema: str, headers: Any, valid: bool) -> None:
+    event = {
+        "topic": "wfm.agent-events", "partition": 0, "offset": 1, "timestamp_ms": None,
+        "key": None, "key_encoding": "utf-8", "value": "{}", "value_encoding": "utf-8",
+    }  # fmt: skip
+    source_schema = load(SCHEMAS / f"{schema}.schema.json")["$defs"]["source_record"]
+    source_validator = Draft202012Validator(source_schema)
+    assert source_validator.is_valid(event)
+    assert source_validator.is_valid({**event, "headers": headers}) is valid
