@@ -21,7 +21,13 @@ if ((${#need[@]})); then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# Everything the tests need (the dependencies, every extra, the `dev` dependency group) at the
+# versions and hashes of the lock file (requirements/lock.sh regenerates it), then the project
+# itself without dependencies; pip check fails if the lock misses one of the project's.
+pip=(.venv/bin/pip --disable-pip-version-check)
+"${pip[@]}" install -q --require-hashes -r requirements/dev.txt
+"${pip[@]}" install -q --no-deps -e .
+"${pip[@]}" check
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
+from stream_wfm.delivery.transport_factory import TransportNotInstalledError
 from stream_wfm.errors import StreamWfmError
-from stream_wfm.kafka.embedded import EmbeddedBroker
+from stream_wfm.kafka.embedded import NOT_INSTALLED, EmbeddedBroker, embedded_broker_installed
 from stream_wfm.settings import Settings, load_settings
 
 EMBEDDED_KAFKA_DEFAULTS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
@@ -28,8 +29,14 @@ def settings_or_exit() -> Settings:
         fail(str(exc))
 
 
+#: Without bootstrap servers and without the embedded broker (e.g. in the container image).
+NO_BROKER = f"STREAM_WFM_BOOTSTRAP_SERVERS is not set, and {NOT_INSTALLED}"
+
+
 def require_bootstrap(settings: Settings) -> Settings:
     if not settings.bootstrap_servers:
+        if not embedded_broker_installed():
+            fail(NO_BROKER)
         fail(
             "STREAM_WFM_BOOTSTRAP_SERVERS is not set: this command needs the Kafka cluster the "
             "service uses (the embedded broker lives only inside `stream-wfm run`/`demo`)"
@@ -43,6 +50,8 @@ def broker_for(settings: Settings, announce: bool = True) -> Iterator[Settings]:
     if settings.bootstrap_servers:
         yield settings
         return
+    if not embedded_broker_installed():
+        fail(NO_BROKER)
     with EmbeddedBroker() as broker:
         if announce:
             print(
@@ -70,10 +79,17 @@ def stop_event_on_signals() -> asyncio.Event:
 
 
 def run_async(coro: object) -> None:
-    """Run a coroutine on uvloop when installed, else asyncio's default loop."""
+    """Run a coroutine on uvloop when installed, else asyncio's default loop.
+
+    A webhook transport whose HTTP client is not installed (an extra left out) ends the
+    command with one line naming the extra, as a bad setting does.
+    """
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro)  # type: ignore[arg-type]
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(coro)  # type: ignore[arg-type]
+        else:
+            uvloop.run(coro)  # type: ignore[arg-type]
+    except TransportNotInstalledError as exc:
+        fail(str(exc))

