@@ -2,16 +2,21 @@
 
 Names follow docs/contract.md §1 and §8. Any librdkafka property passes through as
 ``STREAM_WFM_KAFKA__<NAME>`` with the property's dots written as underscores
-(``STREAM_WFM_KAFKA__SECURITY_PROTOCOL=SASL_SSL`` → ``security.protocol``).
+(``STREAM_WFM_KAFKA__SECURITY_PROTOCOL=SASL_SSL`` → ``security.protocol``), to the clients
+that take it; ``STREAM_WFM_CONSUMER__<NAME>``, ``STREAM_WFM_PRODUCER__<NAME>`` and
+``STREAM_WFM_ADMIN__<NAME>`` reach one kind of client only (kafka/config.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import re
+import socket
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_wfm.errors import SettingsError
@@ -27,6 +32,23 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 SECRET_KAFKA_KEYS = frozenset(
     {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
 )
+#: The package of the ``msk-iam`` extra (STREAM_WFM_KAFKA_AUTH=msk-iam).
+MSK_IAM_SIGNER = "aws_msk_iam_sasl_signer"
+MSK_IAM_EXTRA_MISSING = (
+    "msk-iam needs the 'msk-iam' extra (aws-msk-iam-sasl-signer-python): "
+    "pip install 'stream-wfm[msk-iam]'"
+)
+# Kafka's rule for group.instance.id (as for topic names): ASCII letters, digits, . _ -
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def default_instance_id() -> str | None:
+    """The static group membership id when STREAM_WFM_INSTANCE_ID is unset: the host name
+    in Kubernetes (the pod name; the kubelet sets KUBERNETES_SERVICE_HOST in every pod),
+    none elsewhere, where processes on one machine share the host name (docs/kafka.md)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return socket.gethostname() or None
+    return None
 
 
 #: The shortest STREAM_WFM_CONSOLE_SECRET_KEY accepted: 32 characters (256 bits as hex or more).
@@ -123,7 +145,41 @@ class Settings(BaseSettings):
     )
     kafka: dict[str, str] = Field(
         default_factory=dict,
-        description="librdkafka properties passed to every client (STREAM_WFM_KAFKA__<NAME>).",
+        description="librdkafka properties for every client that takes them: consumer "
+        "properties to the consumers, producer properties to the producers, the others and "
+        "unknown names to all (STREAM_WFM_KAFKA__<NAME>).",
+    )
+    consumer: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for the consumers only (group member, config "
+        "readers, DLQ tools), over STREAM_WFM_KAFKA__* (STREAM_WFM_CONSUMER__<NAME>).",
+    )
+    producer: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for the producers only (retries, dead letters, "
+        "config writes), over STREAM_WFM_KAFKA__* (STREAM_WFM_PRODUCER__<NAME>).",
+    )
+    admin: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for the admin clients only (topics create, "
+        "topic checks), over STREAM_WFM_KAFKA__* (STREAM_WFM_ADMIN__<NAME>).",
+    )
+    kafka_auth: Literal["none", "msk-iam"] = Field(
+        default="none",
+        description="Kafka authentication beyond the pass-through properties: none, or "
+        "msk-iam (Amazon MSK IAM: SASL_SSL, OAUTHBEARER tokens signed with the AWS "
+        "credentials; needs the msk-iam extra and STREAM_WFM_AWS_REGION).",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="AWS region of the MSK cluster; required with STREAM_WFM_KAFKA_AUTH=msk-iam.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        description="Static group membership id (group.instance.id) of this instance, unique "
+        "in the group; unset: the host name in Kubernetes (the pod name), none elsewhere; "
+        "empty: none.",
     )
 
     # --- Delivery ----------------------------------------------------------
@@ -229,11 +285,36 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("kafka", mode="after")
+    @field_validator("kafka", "consumer", "producer", "admin", mode="after")
     @classmethod
     def _dotted_kafka_keys(cls, value: dict[str, str]) -> dict[str, str]:
         dotted = ((key.lower().replace("_", "."), str(item)) for key, item in value.items())
         return {_UNDERSCORED_KAFKA_KEYS.get(key, key): item for key, item in dotted}
+
+    @field_validator("kafka_auth")
+    @classmethod
+    def _auth_installed(cls, value: str) -> str:
+        if value == "msk-iam" and importlib.util.find_spec(MSK_IAM_SIGNER) is None:
+            raise ValueError(MSK_IAM_EXTRA_MISSING)
+        return value
+
+    @field_validator("aws_region")
+    @classmethod
+    def _region_for_msk_iam(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value else None
+        if info.data.get("kafka_auth") == "msk-iam" and not value:
+            raise ValueError("required with STREAM_WFM_KAFKA_AUTH=msk-iam (e.g. eu-west-1)")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str | None) -> str | None:
+        if value and not _INSTANCE_ID.match(value):
+            raise ValueError(
+                "only ASCII letters, digits, '.', '_' and '-', at most 249 characters "
+                "(Kafka's rule for group.instance.id)"
+            )
+        return value
 
     @property
     def retry_tiers(self) -> tuple[tuple[str, int], ...]:
@@ -244,6 +325,14 @@ class Settings(BaseSettings):
     def console_trusted_networks(self) -> tuple[IPNetwork, ...]:
         """The networks of ``console_trusted_proxies``."""
         return parse_networks(self.console_trusted_proxies or "")
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The consumer group member's ``group.instance.id``: STREAM_WFM_INSTANCE_ID, or
+        :func:`default_instance_id` when it is unset; ``None`` (dynamic membership) when
+        it is empty."""
+        chosen = default_instance_id() if self.instance_id is None else self.instance_id
+        return chosen or None
 
     def retry_topics(self) -> list[str]:
         return [f"{self.retry_topic_prefix}.{name}" for name, _ in self.retry_tiers]

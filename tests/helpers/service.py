@@ -8,6 +8,7 @@ the event loop, and metrics by labels.
 
 from __future__ import annotations
 
+import uuid
 from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,10 +31,19 @@ def named(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
 
 class ServiceUnderTest(ServiceProcess):
     """``stream-wfm run`` with the environment of ``settings`` (JSON logs) plus ``env``, on
-    a free HTTP port; started by :meth:`start`."""
+    a free HTTP port; started by :meth:`start`.
+
+    Processes of one test share a group and a host name, so none is a static group member
+    (``STREAM_WFM_INSTANCE_ID`` empty) unless ``settings`` or ``env`` name an instance id:
+    with the host name (the default in Kubernetes) two members would share one id and
+    Tansu gives both every partition; and on Tansu static members with the tests' 2 s
+    sessions never form a stable group (docs/kafka.md). Give each its own id, e.g.
+    :func:`unique_instance_id`, when a test is about static membership."""
 
     def __init__(self, settings: Settings, **env: str) -> None:
-        super().__init__({**settings_env(settings), "STREAM_WFM_LOG_FORMAT": "json", **env})
+        base = settings_env(settings)
+        base.setdefault("STREAM_WFM_INSTANCE_ID", "")
+        super().__init__({**base, "STREAM_WFM_LOG_FORMAT": "json", **env})
 
     async def wait_ready(self, timeout: float = 30.0) -> Self:
         """Wait (without blocking the event loop) until ``/readyz`` answers 200."""
@@ -50,3 +60,8 @@ class ServiceUnderTest(ServiceProcess):
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples called ``name`` that carry ``labels`` (0 when none)."""
         return sum(s.value for s in named(self.samples(), name, **labels))
+
+
+def unique_instance_id(settings: Settings) -> str:
+    """A static membership id no other process of the test uses: ``<group>-<hex>``."""
+    return f"{settings.group_id}-{uuid.uuid4().hex[:8]}"

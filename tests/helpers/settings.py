@@ -48,9 +48,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if value is None:
             continue
         key = f"STREAM_WFM_{name.upper()}"
-        if name == "kafka":
+        if isinstance(value, dict):  # kafka, consumer, producer, admin: one variable a key
             for prop, prop_value in value.items():
-                env[f"STREAM_WFM_KAFKA__{prop.replace('.', '_').upper()}"] = str(prop_value)
+                env[f"{key}__{prop.replace('.', '_').upper()}"] = str(prop_value)
         elif hasattr(value, "get_secret_value"):
             env[key] = value.get_secret_value()
         elif isinstance(value, bool):

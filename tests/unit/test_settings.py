@@ -141,3 +141,49 @@ def test_a_short_console_secret_key_is_refused(monkeypatch: pytest.MonkeyPatch) 
     secret = load_settings().console_secret_key
     assert secret is not None
     assert secret.get_secret_value() == "x" * 32
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "prop", "value"),
+    [
+        ("STREAM_WFM_CONSUMER__SESSION_TIMEOUT_MS", "consumer", "session.timeout.ms", "6000"),
+        ("stream_wfm_consumer__group_protocol", "consumer", "group.protocol", "consumer"),
+        ("STREAM_WFM_PRODUCER__LINGER_MS", "producer", "linger.ms", "20"),
+        ("STREAM_WFM_PRODUCER__LOG_LEVEL", "producer", "log_level", "3"),
+        ("STREAM_WFM_ADMIN__SOCKET_TIMEOUT_MS", "admin", "socket.timeout.ms", "5000"),
+    ],
+)
+def test_per_client_pass_through(
+    monkeypatch: pytest.MonkeyPatch, env: str, field: str, prop: str, value: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    s = load_settings()
+    assert getattr(s, field) == {prop: value}
+    others = {"kafka", "consumer", "producer", "admin"} - {field}
+    assert all(getattr(s, name) == {} for name in others)
+
+
+def test_kafka_auth_and_instance_id_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    s = load_settings()
+    assert (s.kafka_auth, s.aws_region, s.instance_id, s.group_instance_id) == (
+        "none", None, None, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "effective"), [("stream-wfm-0", "stream-wfm-0"), ("", None), ("a.b_c-1", "a.b_c-1")]
+)
+def test_instance_id(monkeypatch: pytest.MonkeyPatch, value: str, effective: str | None) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # an explicit value wins
+    monkeypatch.setenv("STREAM_WFM_INSTANCE_ID", value)
+    assert load_settings().group_instance_id == effective
+
+
+@pytest.mark.parametrize("value", ["pod 1", "pod/1", "ü", "x" * 250])
+def test_invalid_instance_id_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("STREAM_WFM_INSTANCE_ID", value)
+    with pytest.raises(SettingsError, match=r"^invalid setting STREAM_WFM_INSTANCE_ID: .*'-'"):
+        load_settings()
