@@ -8,6 +8,7 @@ the event loop, and metrics by labels.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Self
 
@@ -65,3 +66,12 @@ class ServiceUnderTest(ServiceProcess):
 def unique_instance_id(settings: Settings) -> str:
     """A static membership id no other process of the test uses: ``<group>-<hex>``."""
     return f"{settings.group_id}-{uuid.uuid4().hex[:8]}"
+
+
+def without(*modules: str) -> list[str]:
+    """``stream-wfm`` in a Python that cannot import ``modules``, as if the extra that
+    installs them were left out (the container image has no ``embedded`` extra)."""
+    hide = "".join(f"sys.modules[{module!r}] = None; " for module in modules)
+    main = "from stream_wfm.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
+    code = f"import sys; {hide}{main}"
+    return [sys.executable, "-c", code]

@@ -21,7 +21,7 @@ from stream_wfm.kafka.admin import create_topics
 from stream_wfm.kafka.embedded import EmbeddedBroker
 from stream_wfm.settings import Settings
 from tests.helpers.config import put_config
-from tests.helpers.service import ServiceUnderTest, named
+from tests.helpers.service import ServiceUnderTest, named, without
 from tests.helpers.settings import TEST_KAFKA
 from tests.helpers.topics import produce_json
 from tests.helpers.waiting import wait_until
@@ -122,15 +122,6 @@ def test_invalid_kafka_property_is_one_line_naming_it(
     assert line.startswith("error: invalid Kafka setting:"), line
     assert prop in line
     assert name.upper() in line
-
-
-def without(*modules: str) -> list[str]:
-    """``stream-wfm`` in a Python that cannot import ``modules``, as if the extra that
-    installs them were left out (the container image has no ``embedded`` extra)."""
-    hide = "".join(f"sys.modules[{module!r}] = None; " for module in modules)
-    main = "from stream_wfm.cli.main import main; raise SystemExit(main(sys.argv[1:]))"
-    code = f"import sys; {hide}{main}"
-    return [sys.executable, "-c", code]
 
 
 @pytest.mark.parametrize(
