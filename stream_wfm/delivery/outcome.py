@@ -28,8 +28,6 @@ from typing import Final
 
 from stream_wfm.delivery.exceptions import (
     ConnectionFailedError,
-    DeliveryTimeoutError,
-    DestinationRefusedError,
     NoResponseError,
 )
 
@@ -39,10 +37,8 @@ __all__ = [
     "OutcomeKind",
     "classify_status",
     "connection_error_outcome",
-    "destination_not_allowed_outcome",
     "outcome_for_error",
     "parse_retry_after",
-    "timeout_outcome",
 ]
 
 #: Non-5xx statuses that are retried.
@@ -125,11 +121,6 @@ def outcome_for_error(error: NoResponseError) -> Outcome:
     return Outcome(kind, None, _one_line(error.describe()), error.status_class, None, error.reason)
 
 
-def timeout_outcome(seconds: float) -> Outcome:
-    """The request did not complete within ``seconds``."""
-    return outcome_for_error(DeliveryTimeoutError(seconds))
-
-
 def connection_error_outcome(exc: BaseException) -> Outcome:
     """The request failed without a response (DNS, refused, reset, TLS...)."""
     return outcome_for_error(ConnectionFailedError(cause=exc))
@@ -142,11 +133,6 @@ def backlog_outcome(queued: int) -> Outcome:
     return Outcome(
         OutcomeKind.RETRYABLE, None, f"destination backlog full ({queued} queued)", "backlog"
     )
-
-
-def destination_not_allowed_outcome(detail: str) -> Outcome:
-    """The destination guard refused the address (``detail``: e.g. ``10.0.0.1 is private``)."""
-    return outcome_for_error(DestinationRefusedError(detail))
 
 
 def parse_retry_after(value: str, now: float) -> float | None:

@@ -24,10 +24,8 @@ from stream_wfm.delivery.outcome import (
     OutcomeKind,
     classify_status,
     connection_error_outcome,
-    destination_not_allowed_outcome,
     outcome_for_error,
     parse_retry_after,
-    timeout_outcome,
 )
 from stream_wfm.errors import StreamWfmError
 from stream_wfm.ops.metrics import OUTCOMES, STATUS_CLASSES
@@ -95,9 +93,9 @@ def test_retry_after_uses_the_clock_when_now_is_not_given() -> None:
 
 
 def test_timeout() -> None:
-    outcome = timeout_outcome(10)
+    outcome = outcome_for_error(DeliveryTimeoutError(10))
     assert outcome == Outcome(OutcomeKind.RETRYABLE, None, "timeout after 10s", "timeout")
-    assert timeout_outcome(2.5).error == "timeout after 2.5s"
+    assert outcome_for_error(DeliveryTimeoutError(2.5)).error == "timeout after 2.5s"
 
 
 class ClientConnectorError(OSError):
@@ -128,7 +126,7 @@ def test_connection_error_text_is_one_short_line() -> None:
 
 
 def test_destination_not_allowed() -> None:
-    outcome = destination_not_allowed_outcome("10.0.0.1 is private")
+    outcome = outcome_for_error(DestinationRefusedError("10.0.0.1 is private"))
     assert outcome == Outcome(
         OutcomeKind.PERMANENT,
         None,
@@ -147,9 +145,9 @@ def test_destination_not_allowed() -> None:
         classify_status(302),
         classify_status(404),
         classify_status(503),
-        timeout_outcome(1),
+        outcome_for_error(DeliveryTimeoutError(1)),
         connection_error_outcome(OSError("x")),
-        destination_not_allowed_outcome("x"),
+        outcome_for_error(DestinationRefusedError("x")),
         outcome_for_error(ProtocolError("x")),
         outcome_for_error(IncompleteResponseError("x")),
         outcome_for_error(UnencodableRequestError("x")),
@@ -226,13 +224,11 @@ def test_outcome_for_error(error: NoResponseError, expected: Outcome) -> None:
     assert error.retriable is expected.retriable
 
 
-def test_the_shorthands_are_outcome_for_error() -> None:
+def test_the_connection_error_shorthand_is_outcome_for_error() -> None:
     refused = ConnectionRefusedError(111, "Connection refused")
-    assert timeout_outcome(2.5) == outcome_for_error(DeliveryTimeoutError(2.5))
     assert connection_error_outcome(refused) == outcome_for_error(
         ConnectionFailedError(cause=refused)
     )
-    assert destination_not_allowed_outcome("x") == outcome_for_error(DestinationRefusedError("x"))
     # A delivery error given as a cause keeps its own name in the text.
     assert connection_error_outcome(ProtocolError("x")) == outcome_for_error(ProtocolError("x"))
 

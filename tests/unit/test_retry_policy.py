@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream_wfm.delivery.exceptions import DeliveryTimeoutError, DestinationRefusedError
 from stream_wfm.delivery.outcome import (
     Outcome,
     classify_status,
     connection_error_outcome,
-    destination_not_allowed_outcome,
-    timeout_outcome,
+    outcome_for_error,
 )
 from stream_wfm.retry.policy import next_step, retry_due_at, tier_for_attempt
 from stream_wfm.settings import parse_backoff
@@ -98,11 +98,11 @@ def test_due_time_bounds(attempt: int, retry_after: float | None) -> None:
         (4, 3, DELIVERED, "done"),
         (1, 3, PERMANENT, "dead_letter"),
         (1, 3, classify_status(301), "dead_letter"),
-        (1, 3, destination_not_allowed_outcome("10.0.0.1 is private"), "dead_letter"),
+        (1, 3, outcome_for_error(DestinationRefusedError("10.0.0.1 is private")), "dead_letter"),
         (1, 0, RETRYABLE, "dead_letter"),  # max_retries 0: no retry at all
         (1, 1, RETRYABLE, "retry"),
         (2, 1, RETRYABLE, "dead_letter"),  # two attempts, then the DLQ
-        (1, 3, timeout_outcome(10), "retry"),
+        (1, 3, outcome_for_error(DeliveryTimeoutError(10)), "retry"),
         (3, 3, connection_error_outcome(OSError("refused")), "retry"),
         (4, 3, RETRYABLE, "dead_letter"),
         (10, 10, classify_status(429), "retry"),

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream_wfm.delivery.exceptions import DestinationRefusedError
 from stream_wfm.delivery.outcome import (
     Outcome,
     classify_status,
-    destination_not_allowed_outcome,
+    outcome_for_error,
 )
 from stream_wfm.events import EventKind, decode_event
 from stream_wfm.kafka.producer import ProduceError
@@ -51,7 +52,7 @@ def test_after_attempt_table(
 
 
 def test_a_refused_destination_is_dead_lettered_with_its_reason() -> None:
-    outcome = destination_not_allowed_outcome("loopback")
+    outcome = outcome_for_error(DestinationRefusedError("loopback"))
     settlement = after_attempt(1, outcome, 3)
     assert isinstance(settlement, DeadLetter)
     assert settlement.reason == "destination_not_allowed"
