@@ -17,6 +17,7 @@ from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
 
 __all__ = [
     "DEFAULT_STATES",
+    "ENDPOINT_DISABLED",
     "FILTER_REASONS",
     "Selection",
     "decide",
@@ -32,6 +33,8 @@ class Selection(Protocol):
 
     @property
     def enabled(self) -> bool: ...
+    @property
+    def disabled_reason(self) -> str | None: ...
     @property
     def has_agent_url(self) -> bool: ...
     @property
@@ -60,7 +63,12 @@ DEFAULT_STATES: Final = (
     "TRANSITION",
 )
 
-#: Every reason :func:`decide` can return.
+#: What :func:`decide` returns for an event the integration selects while the service has
+#: disabled the integration for a failing endpoint: not a filter reason, the reason of
+#: the dead letter the event becomes (docs/contract.md §10).
+ENDPOINT_DISABLED: Final = "endpoint_disabled"
+
+#: Every filter reason :func:`decide` can return (and :data:`ENDPOINT_DISABLED`).
 FILTER_REASONS: Final = (
     "no_integration",
     "disabled",
@@ -125,7 +133,15 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
     if cfg is None:
         return "no_integration"
     if not cfg.enabled:
-        return "disabled"
+        if cfg.disabled_reason is None:
+            return "disabled"
+        # Disabled by the service for a failing endpoint (docs/contract.md §10): an event
+        # the integration selects is dead-lettered, so that a re-enable can redrive it.
+        return _selection(kind, data, cfg) or ENDPOINT_DISABLED
+    return _selection(kind, data, cfg)
+
+
+def _selection(kind: EventKind, data: dict[str, Any], cfg: Selection) -> str | None:
     if kind is EventKind.CALL:
         if not cfg.has_call_url:
             return "no_url"

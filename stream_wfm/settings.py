@@ -96,6 +96,19 @@ def parse_backoff(value: str) -> tuple[tuple[str, int], ...]:
     return tuple(tiers)
 
 
+_DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> int:
+    """Parse ``"3d"``, ``"12h"``, ``"90m"``, ``"30s"`` or ``"30"`` (seconds) into seconds;
+    ``"0"`` is 0."""
+    match = _DURATION.match(value.strip())
+    if match is None or len(match.group(1)) > 9:
+        raise ValueError(f"{value!r} is not a duration such as 3d, 12h, 90m, 30s or 0")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Frozen: build a new one to change it."""
 
@@ -134,6 +147,16 @@ class Settings(BaseSettings):
         description="Retry tier topics are {prefix}.{delay}, one per tier.",
     )
     dlq_topic: str = Field(default="wfm.webhooks.dlq", min_length=1, description="Dead letters.")
+    notices_topic: str = Field(
+        default="wfm.notices",
+        min_length=1,
+        description="Operational notices, e.g. an integration disabled (key account_id).",
+    )
+    health_topic: str = Field(
+        default="wfm.integrations.health",
+        min_length=1,
+        description="Compacted; per-instance endpoint health, key {account_id}/{instance_id}.",
+    )
     retry_backoff: str = Field(
         default=DEFAULT_RETRY_BACKOFF, description="Retry tiers, e.g. 10s,1m,10m,1h."
     )
@@ -217,6 +240,36 @@ class Settings(BaseSettings):
         description="Seconds the input may stay held (nothing fetched) under backpressure "
         "before the input partitions are paused and retry topics are fetched again.",
     )
+    breaker_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Circuit breaker: the window over which an endpoint's attempts count.",
+    )
+    breaker_min_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Circuit breaker: attempts within the window before it may open.",
+    )
+    breaker_failure_ratio: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Circuit breaker: share of retryable failures within the window that opens it.",
+    )
+    breaker_open_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Circuit breaker: seconds open before a probe; doubles while probes "
+        "fail, at most 600.",
+    )
+    auto_disable_after: str = Field(
+        default="3d",
+        description="Disable an integration whose endpoint's breaker stayed open this long "
+        "(e.g. 3d, 12h, 90s; 0: never).",
+    )
     shutdown_timeout: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds to drain and commit on SIGTERM."
     )
@@ -256,6 +309,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_backoff(cls, value: str) -> str:
         parse_backoff(value)
+        return value
+
+    @field_validator("auto_disable_after")
+    @classmethod
+    def _check_auto_disable(cls, value: str) -> str:
+        parse_duration(value)
         return value
 
     @field_validator("console_secret_key", mode="before")
@@ -320,6 +379,17 @@ class Settings(BaseSettings):
     def retry_tiers(self) -> tuple[tuple[str, int], ...]:
         """``((name, seconds), ...)`` of the retry tiers."""
         return parse_backoff(self.retry_backoff)
+
+    @property
+    def auto_disable_seconds(self) -> float | None:
+        """STREAM_WFM_AUTO_DISABLE_AFTER in seconds; None: never."""
+        seconds = parse_duration(self.auto_disable_after)
+        return seconds or None
+
+    @property
+    def health_instance_id(self) -> str:
+        """The instance's name in health records: STREAM_WFM_INSTANCE_ID, else the host name."""
+        return self.instance_id or socket.gethostname() or "unknown"
 
     @property
     def console_trusted_networks(self) -> tuple[IPNetwork, ...]:

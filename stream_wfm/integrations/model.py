@@ -46,11 +46,19 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from stream_wfm.events import EventKind
@@ -90,6 +98,9 @@ _HEADER_VALUE = re.compile(r"[\t -~]*")
 _URL_BAD_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _URL_FIELDS = ("agent_event_url", "call_event_url")
 _NOT_URL = "must be an absolute http or https URL"
+_ISO_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)"
+)
 
 
 class _Invalid(ValueError):
@@ -202,6 +213,16 @@ class IntegrationConfig(BaseModel):
         allow_inf_nan=False,
         description="Timeout of one webhook request, in seconds.",
     )
+    disabled_reason: Literal["endpoint_failing"] | None = Field(
+        default=None,
+        description="Set (with enabled: false) when the service disabled the integration "
+        "because its endpoint kept failing; its events are then dead-lettered as "
+        "endpoint_disabled until it is re-enabled.",
+    )
+    disabled_at: str | None = Field(
+        default=None,
+        description="When the service disabled the integration (ISO-8601 UTC).",
+    )
 
     @property
     def has_agent_url(self) -> bool:
@@ -254,6 +275,21 @@ class IntegrationConfig(BaseModel):
             return int(value)
         return value
 
+    @field_validator("disabled_at", mode="after")
+    @classmethod
+    def _check_disabled_at(cls, value: str | None) -> str | None:
+        if value is not None and not _ISO_UTC.fullmatch(value):
+            raise _Invalid("must be an ISO-8601 UTC time such as 2026-12-07T10:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _disabled_reason_only_when_disabled(self) -> Self:
+        if self.enabled and self.disabled_reason is not None:
+            raise _Invalid("disabled_reason is set but the integration is enabled")
+        if self.disabled_at is not None and self.disabled_reason is None:
+            raise _Invalid("disabled_at is set without a disabled_reason")
+        return self
+
     def url_for(self, kind: EventKind) -> str | None:
         """The URL events of ``kind`` go to, or None."""
         return self.agent_event_url if kind is EventKind.AGENT else self.call_event_url
@@ -273,6 +309,10 @@ def _type_message(field: str, error_type: str) -> str:
         return "must be a string or null"
     if field == "headers":
         return "must be an object of header names to string values"
+    if field == "disabled_reason":
+        return 'must be "endpoint_failing" or null'
+    if field == "disabled_at":
+        return "must be a string or null"
     if error_type == "string_type":
         return "must be a string"
     return "has an invalid value"
@@ -285,11 +325,13 @@ def _field_errors(error: ErrorDetails) -> list[FieldError]:
     error_type = error["type"]
     if error_type == "extra_forbidden":
         return [FieldError("", f"unknown field {_show(field)}")]
+    cause = error.get("ctx", {}).get("error")
+    if not loc and isinstance(cause, _Invalid):  # a rule across fields (model validator)
+        return [FieldError("", message) for message in cause.messages]
     if field not in _FIELD_NAMES:
         return [FieldError("", "invalid config")]
     if error_type == "missing":
         return [FieldError(field, "is required")]
-    cause = error.get("ctx", {}).get("error")
     if isinstance(cause, _Invalid):
         return [FieldError(field, message) for message in cause.messages]
     if field == "headers" and len(loc) > 1:

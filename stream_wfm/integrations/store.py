@@ -57,12 +57,14 @@ class Entry:
         "agent_login_events",
         "agent_logout_events",
         "agent_states",
+        "disabled_reason",
         "enabled",
         "end_call_events",
         "has_agent_url",
         "has_call_url",
         "max_retries",
         "send_all_agent_states",
+        "version",
     )
 
     def __init__(self, config: IntegrationConfig, raw: bytes | None = None) -> None:
@@ -77,6 +79,10 @@ class Entry:
         self.agent_logout_events = config.agent_logout_events
         self.end_call_events = config.end_call_events
         self.max_retries = config.max_retries
+        self.disabled_reason = config.disabled_reason
+        #: Where the config record was read, ``(partition, offset)``; None when not read
+        #: from the config topic. Distinguishes two writes of the same config.
+        self.version: tuple[int, int] | None = None
         self._raw = raw
         self._config = None if raw is not None else config
 
@@ -248,6 +254,7 @@ class ConfigStore(Generic[E]):
             self._reject(msg, str(exc))
             return
         entry = self._entry_type(config, value)
+        entry.version = (msg.partition(), msg.offset())  # type: ignore[assignment]
         self._entries[config.account_id] = entry
         log.debug("integration loaded", extra={"account_id": config.account_id})
         self._notify(config.account_id, entry)

@@ -142,6 +142,30 @@ class Metrics:
             registry=registry,
         )
 
+        # --- endpoint health (docs/contract.md §10) --------------------------------
+        self.circuits_open = Gauge(
+            f"{p}_circuits_open",
+            "Endpoints whose circuit breaker is open (or half-open) on this instance.",
+            registry=registry,
+        )
+        self.circuit_transitions = Counter(
+            f"{p}_circuit_transitions_total",
+            "Circuit breaker state changes, by the state entered.",
+            ["to"],
+            registry=registry,
+        )
+        self.events_deferred = Counter(
+            f"{p}_events_deferred_total",
+            "Events moved to a retry tier without spending a retry, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.integrations_auto_disabled = Counter(
+            f"{p}_integrations_auto_disabled_total",
+            "Integrations this instance disabled because their endpoint kept failing.",
+            registry=registry,
+        )
+
         # --- config ------------------------------------------------------------
         self.config_accounts = Gauge(
             f"{p}_config_accounts", "Integrations loaded from the config topic.", registry=registry

@@ -32,7 +32,7 @@ from stream_wfm.pipeline.submit import Submitter
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.records import SourceRecord
 from stream_wfm.retry.writer import DeadLetter
-from stream_wfm.routing import decide_fields
+from stream_wfm.routing import ENDPOINT_DISABLED, decide_fields
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ class Intake:
         entry = self._store.get(data["account_id"])
         reason = decide_fields(kind, data, entry)
         if reason is not None:
+            if reason == ENDPOINT_DISABLED:
+                self._endpoint_disabled(msg, tracker, offset, kind, data)
+                return
             # Filtered out: finished at once and counted per batch; no event, work object,
             # source copy or pending count is made for it.
             self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
@@ -122,6 +125,22 @@ class Intake:
         event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
         work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
         self._submitter.submit(work, entry, attempt=1)
+
+    def _endpoint_disabled(
+        self,
+        msg: Message,
+        tracker: PartitionTracker,
+        offset: int,
+        kind: EventKind,
+        data: dict[str, Any],
+    ) -> None:
+        """An event of an integration the service disabled for a failing endpoint: a dead
+        letter ``endpoint_disabled``, for a re-enable to redrive (docs/contract.md §10)."""
+        tracker.add(offset)
+        self._backpressure.pending += 1
+        event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
+        work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
+        self._settler.settle(work, DeadLetter(ENDPOINT_DISABLED, 0))
 
     def _flush_filtered(self) -> None:
         filtered = self._filtered_counts

@@ -28,7 +28,7 @@ from stream_wfm.pipeline.lanes import Dispatcher, Job
 from stream_wfm.pipeline.settle import FINISH, Settler
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.writer import DeadLetter
-from stream_wfm.routing import decide
+from stream_wfm.routing import ENDPOINT_DISABLED, decide
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,16 @@ class Submitter:
 
     def resubmit(self, work: Work, attempt: int) -> None:
         """A due retry: send it with the account's *current* config, or drop it when the
-        integration is gone, disabled or no longer selects the event."""
+        integration is gone, disabled or no longer selects the event; dead-letter it
+        (``endpoint_disabled``) when the service disabled the integration for a failing
+        endpoint."""
         event = work.event
         assert event is not None
         entry = self._store.get(event.account_id)
         reason = decide(event, entry)
+        if reason == ENDPOINT_DISABLED:
+            self._settler.settle(work, DeadLetter(ENDPOINT_DISABLED, attempt - 1))
+            return
         if reason is not None:
             child = self._dropped.get(reason)
             if child is None:

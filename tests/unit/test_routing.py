@@ -16,7 +16,13 @@ from stream_wfm.integrations.model import (
     validate_config,
 )
 from stream_wfm.integrations.store import Entry
-from stream_wfm.routing import DEFAULT_STATES, FILTER_REASONS, decide, is_default_state_event
+from stream_wfm.routing import (
+    DEFAULT_STATES,
+    ENDPOINT_DISABLED,
+    FILTER_REASONS,
+    decide,
+    is_default_state_event,
+)
 
 AGENT_URL = "https://wfm.example.com/agent"
 CALL_URL = "https://wfm.example.com/call"
@@ -214,7 +220,10 @@ def reference_decide(kind: str, event_type: str, aux: Any, cfg: dict[str, Any] |
     if cfg is None:
         return "no_integration"
     if not cfg["enabled"]:
-        return "disabled"
+        if cfg.get("disabled_reason") is None:
+            return "disabled"
+        selected = reference_decide(kind, event_type, aux, {**cfg, "enabled": True})
+        return "endpoint_disabled" if selected == "send" else selected
     if not cfg["agent_event_url" if kind == "agent" else "call_event_url"]:
         return "no_url"
     if kind == "call":
@@ -247,8 +256,12 @@ config_dicts = st.none() | st.fixed_dictionaries(
         "enabled": st.booleans(),
         "agent_event_url": st.sampled_from([None, "", AGENT_URL]),
         "call_event_url": st.sampled_from([None, "", CALL_URL]),
+        "disabled_reason": st.sampled_from([None, "endpoint_failing"]),
         **{name: st.booleans() for name in ALL_ON},
     }
+).map(
+    # Only a disabled integration may carry a disabled_reason (config validation).
+    lambda d: {**d, "disabled_reason": None} if d["enabled"] else d
 )
 
 
@@ -261,7 +274,7 @@ def test_decide_agrees_with_reference(
     expected = reference_decide(kind, event_type, None if aux is MISSING else aux, cfg_dict)
     result = decide(event, cfg)
     assert (result or "send") == expected
-    assert result is None or result in FILTER_REASONS
+    assert result is None or result in FILTER_REASONS or result == ENDPOINT_DISABLED
     # The service routes with the compact entry built from the config record's bytes.
     entry = None if cfg is None else Entry(cfg, config_to_record_value(cfg))
     assert decide(event, entry) == result
