@@ -148,6 +148,12 @@ class Metrics:
             "Endpoints whose circuit breaker is open (or half-open) on this instance.",
             registry=registry,
         )
+        self.longest_open_circuit = Gauge(
+            f"{p}_longest_open_circuit_seconds",
+            "How long the breaker that has been open longest on this instance has been open "
+            "(without a successful probe); 0 when none is open.",
+            registry=registry,
+        )
         self.circuit_transitions = Counter(
             f"{p}_circuit_transitions_total",
             "Circuit breaker state changes, by the state entered.",
