@@ -874,18 +874,89 @@ def test_dashboard_variables_filter_every_query() -> None:
                 assert 'instance=~"$instance"' in selector, target["expr"]
 
 
-def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
+def exposition() -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from stream_wfm.ops.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)
-    exposition = generate_latest(registry).decode()
-    # A labelled metric with no children yet prints only its HELP and TYPE lines.
-    exported = set(re.findall(r"^# HELP (\S+)", exposition, re.M))
-    exported |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition, re.M))
-    text = DASHBOARD.read_text() + RULES.read_text()
-    used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"stream_wfm_[a-z_]+", text)}
+    return generate_latest(registry).decode()
+
+
+def metric_families(exposed: str) -> set[str]:
+    """The metrics the service registers, as named in queries (`_total` for counters).
+
+    A labelled metric with no children yet prints only its HELP and TYPE lines, so the
+    HELP lines name them all; `*_created` are the creation times prometheus_client adds.
+    """
+    return {n for n in re.findall(r"^# HELP (\S+)", exposed, re.M) if not n.endswith("_created")}
+
+
+def metrics_used(text: str) -> set[str]:
+    """The stream_wfm_* metrics a text's queries use (histogram series as their family)."""
+    return {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"stream_wfm_[a-z_]+", text)}
+
+
+def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
+    exposed = exposition()
+    exported = set(re.findall(r"^# HELP (\S+)", exposed, re.M))
+    exported |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposed, re.M))
+    used = metrics_used(DASHBOARD.read_text() + RULES.read_text())
     assert len(used) > 10
     assert sorted(used - exported) == []
+
+
+def test_every_metric_the_service_exports_is_on_the_dashboard() -> None:
+    families = metric_families(exposition())
+    assert len(families) > 10
+    unshown = sorted(families - metrics_used(DASHBOARD.read_text()))
+    assert unshown == [], f"no panel of {DASHBOARD.name} shows {unshown}: add one"
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    owner: dict[tuple[int, int], int] = {}  # grid cell -> id of the panel covering it
+    for panel in dashboard["panels"]:
+        grid, name = panel["gridPos"], f"panel {panel['id']} {panel['title']!r}"
+        assert min(grid["x"], grid["y"]) >= 0, name
+        assert min(grid["w"], grid["h"]) > 0, name
+        assert grid["x"] + grid["w"] <= 24, f"{name} is wider than the dashboard"
+        if panel["type"] == "row":
+            assert (grid["x"], grid["w"], grid["h"], panel["collapsed"]) == (0, 24, 1, False), name
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                other = owner.setdefault((x, y), panel["id"])
+                assert other == panel["id"], f"{name} overlaps panel {other} at x={x}, y={y}"
+
+
+def panels_by_row(dashboard: Doc) -> dict[str, list[Doc]]:
+    """Each row's title and the panels below it, up to the next row (rows not collapsed)."""
+    rows: dict[str, list[Doc]] = {"": []}
+    current = ""
+    for panel in sorted(dashboard["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
+        if panel["type"] == "row":
+            current = panel["title"]
+            rows[current] = []
+        else:
+            rows[current].append(panel)
+    return rows
+
+
+# docs/contract.md §10: circuit breakers, deferrals and auto-disable.
+ENDPOINT_HEALTH_METRICS = {
+    "stream_wfm_circuits_open",
+    "stream_wfm_longest_open_circuit_seconds",
+    "stream_wfm_circuit_transitions_total",
+    "stream_wfm_events_deferred_total",
+    "stream_wfm_integrations_auto_disabled_total",
+}
+
+
+def test_dashboard_has_an_endpoint_health_row() -> None:
+    rows = panels_by_row(json.loads(DASHBOARD.read_text(encoding="utf-8")))
+    panels = rows["Endpoint health"]
+    exprs = " ".join(target["expr"] for panel in panels for target in panel["targets"])
+    shown = metrics_used(exprs)
+    assert shown == ENDPOINT_HEALTH_METRICS, f"the Endpoint health row shows {sorted(shown)}"
+    assert metric_families(exposition()) >= ENDPOINT_HEALTH_METRICS
