@@ -132,29 +132,27 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
     :class:`~stream_wfm.events.Event` (the service makes one only for events it sends)."""
     if cfg is None:
         return "no_integration"
+    # What a selected event gets: sent (None) or, when the service disabled the integration
+    # for a failing endpoint, dead-lettered (docs/contract.md §10: an event the integration
+    # selects is kept for a re-enable to redrive).
+    sent = None
     if not cfg.enabled:
         if cfg.disabled_reason is None:
             return "disabled"
-        # Disabled by the service for a failing endpoint (docs/contract.md §10): an event
-        # the integration selects is dead-lettered, so that a re-enable can redrive it.
-        return _selection(kind, data, cfg) or ENDPOINT_DISABLED
-    return _selection(kind, data, cfg)
-
-
-def _selection(kind: EventKind, data: dict[str, Any], cfg: Selection) -> str | None:
+        sent = ENDPOINT_DISABLED
     if kind is EventKind.CALL:
         if not cfg.has_call_url:
             return "no_url"
-        return None if cfg.end_call_events else "end_call_not_selected"
+        return sent if cfg.end_call_events else "end_call_not_selected"
     if not cfg.has_agent_url:
         return "no_url"
     event_type: str = data["event_type"]
     if event_type == LOGIN:
-        return None if cfg.agent_login_events else "login_not_selected"
+        return sent if cfg.agent_login_events else "login_not_selected"
     if event_type == LOGOUT:
-        return None if cfg.agent_logout_events else "logout_not_selected"
+        return sent if cfg.agent_logout_events else "logout_not_selected"
     if cfg.send_all_agent_states:
-        return None
+        return sent
     if is_default_state_event(event_type, data.get("event_aux_type")):
-        return None if cfg.agent_states else "state_not_selected"
+        return sent if cfg.agent_states else "state_not_selected"
     return "custom_state_not_selected"

@@ -17,6 +17,9 @@ from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.delivery.transport_factory import create_transport
 from stream_wfm.events import EventKind
+from stream_wfm.health.auto_disable import FailureWatch
+from stream_wfm.health.breaker import BreakerPolicy
+from stream_wfm.health.publisher import HealthPublisher
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.kafka.config import group_consumer_config, producer_config, reader_config
 from stream_wfm.kafka.producer import AsyncProducer
@@ -74,6 +77,7 @@ class Service:
         self._consumer: ConsumerThread | None = None
         self._pipeline: Pipeline | None = None
         self._consumer_starter: asyncio.Task[None] | None = None
+        self._health_tasks: list[asyncio.Task[None]] = []
         self._http: web.AppRunner | None = None
         self._last_progress = time.time()
         self._joined = False
@@ -146,7 +150,6 @@ class Service:
                 lanes_per_host=min(settings.lanes, settings.max_in_flight_per_host),
                 max_in_flight=settings.max_in_flight,
                 clock=time.perf_counter,
-                max_queued_per_host=settings.max_queued_per_host,
             ),
             writer=writer,
             metrics=self.metrics,
@@ -156,8 +159,35 @@ class Service:
             },
             retry_topics=set(retry_topics),
             max_buffered=settings.max_buffered_events,
+            breaker=BreakerPolicy(
+                window=settings.breaker_window_seconds,
+                min_attempts=settings.breaker_min_attempts,
+                failure_ratio=settings.breaker_failure_ratio,
+                open_seconds=settings.breaker_open_seconds,
+            ),
             revoke_drain=revoke_timeout / 2,
         )
+        self.health_publisher = HealthPublisher(
+            pipeline.endpoints,
+            self.producer,
+            topic=settings.health_topic,
+            instance_id=settings.health_instance_id,
+            clock=time.time,
+        )
+        self.failure_watch = FailureWatch(
+            pipeline.endpoints,
+            self.store,
+            self.producer,
+            self.metrics,
+            config_topic=settings.config_topic,
+            notices_topic=settings.notices_topic,
+            disable_after=settings.auto_disable_seconds,
+            clock=time.time,
+        )
+        self._health_tasks = [
+            loop.create_task(self.health_publisher.run()),
+            loop.create_task(self.failure_watch.run()),
+        ]
         # Consume only once the config is loaded (an event joined with a config that is not
         # loaded yet would be filtered as no_integration). start() does not wait for it, so
         # a stop (SIGTERM) is honoured even while the config topic is missing.
@@ -218,6 +248,10 @@ class Service:
         if starter is not None and not starter.done():
             starter.cancel()  # still waiting for the config: nothing consumed yet
             await asyncio.gather(starter, return_exceptions=True)
+        health, self._health_tasks = self._health_tasks, []
+        for task in health:
+            task.cancel()
+        await asyncio.gather(*health, return_exceptions=True)
         consumer, pipeline = self._consumer, self._pipeline
         if consumer is not None and pipeline is not None:
             consumer.stop_fetching()

@@ -223,13 +223,6 @@ class Settings(BaseSettings):
     lanes: int = Field(
         default=512, ge=1, le=100_000, description="Ordered delivery lanes (per-agent order)."
     )
-    max_queued_per_host: int = Field(
-        default=2_000,
-        ge=1,
-        description="Events queued for one destination host; beyond it, while the shared "
-        "buffer is half full and the host has delivered nothing for 5 s, its overflow waits "
-        "in the first retry tier without using a retry (bulkhead).",
-    )
     max_buffered_events: int = Field(
         default=20_000, ge=100, description="Pause input partitions above this many pending events."
     )

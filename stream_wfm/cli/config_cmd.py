@@ -1,4 +1,8 @@
-"""``stream-wfm config put|get|list|delete|validate`` — integrations on the config topic."""
+"""``stream-wfm config put|get|list|delete|validate|enable`` — integrations on the config topic.
+
+``enable`` re-enables an integration and redrives the dead letters of the failure period
+when the service had disabled it (docs/contract.md §10; :mod:`stream_wfm.health.reenable`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ from typing import Any
 import orjson
 
 from stream_wfm.cli.common import fail, require_bootstrap, settings_or_exit
+from stream_wfm.cli.dlq import _positive_rate
+from stream_wfm.health.exceptions import NoIntegrationError, ReenableError
+from stream_wfm.health.records import iso_utc
+from stream_wfm.health.reenable import ReenableResult, reenable
 from stream_wfm.integrations.exceptions import ConfigValidationError, FieldError
 from stream_wfm.integrations.model import (
     IntegrationConfig,
@@ -20,9 +28,12 @@ from stream_wfm.integrations.model import (
 from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriteError, ConfigWriter
 from stream_wfm.kafka.config import producer_config, reader_config
+from stream_wfm.ops.logging import configure_logging
 from stream_wfm.settings import Settings
+from stream_wfm.terminal.progress import ProgressBar
 
 READ_TIMEOUT = 30.0
+REDRIVE_RATE = 50.0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +61,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = csub.add_parser("validate", help="validate a config file without writing")
     validate.add_argument("--file", required=True, help="JSON file; - reads standard input")
     validate.set_defaults(func=cmd_validate)
+
+    enable = csub.add_parser(
+        "enable",
+        help="enable an integration again; if the service disabled it, redrive the dead "
+        "letters of its failure period",
+    )
+    enable.add_argument("account_id")
+    enable.add_argument("--no-redrive", action="store_true", help="redrive no dead letters")
+    enable.add_argument(
+        "--rate", metavar="N", type=_positive_rate, default=REDRIVE_RATE,
+        help=f"redrive at most N dead letters per second (default {REDRIVE_RATE:g})",
+    )  # fmt: skip
+    enable.set_defaults(func=cmd_enable)
 
 
 def _read_json(path: str) -> tuple[Any, list[FieldError]]:
@@ -164,4 +188,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"{len(entries)} integration(s)")
+    return 0
+
+
+def _enabled_summary(result: ReenableResult, redrive: bool) -> str:
+    account = result.account_id
+    if result.already_enabled:
+        return f"integration for account {account} is already enabled: nothing written or redriven"
+    done = f"enabled integration for account {account}"
+    if not result.was_disabled_by_service:
+        return f"{done} (disabled by an operator: nothing to redrive)"
+    if not redrive:
+        return (
+            f"{done} (disabled by the service: endpoint failing); nothing redriven (--no-redrive)"
+        )
+    if result.failing_since is None:
+        return (
+            f"{done}; its failure period is unknown (no notice, no disabled_at): nothing redriven"
+        )
+    return (
+        f"{done}; redriven {result.redriven} dead letter(s) of its failure period since "
+        f"{iso_utc(result.failing_since)}, skipped {result.skipped}; the running service "
+        "delivers them with the current config"
+    )
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    settings = require_bootstrap(settings_or_exit())
+    configure_logging(settings.log_format, settings.log_level)  # the audit lines go to stderr
+    bar = ProgressBar("redrive")
+    try:
+        result = reenable(
+            settings, args.account_id, redrive=not args.no_redrive, rate=args.rate,
+            progress=bar.update,
+        )  # fmt: skip
+    except NoIntegrationError as exc:
+        bar.close()
+        fail(str(exc), code=1)
+    except ReenableError as exc:
+        bar.close()
+        fail(str(exc), code=1 if exc.enabled else 2)
+    bar.close()
+    print(_enabled_summary(result, redrive=not args.no_redrive))
     return 0

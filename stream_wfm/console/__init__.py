@@ -3,6 +3,9 @@
 Server-rendered HTML on aiohttp, reading integrations through the same
 :class:`~stream_wfm.integrations.store.ConfigStore` as the service and writing
 them with the same validator and :class:`~stream_wfm.integrations.writer.ConfigWriter`
-as ``stream-wfm config put``. ``create_app`` in :mod:`stream_wfm.console.app`
+as ``stream-wfm config put``. Endpoint health (docs/contract.md §10) comes from the
+health topic (:mod:`~stream_wfm.console.healthfeed`, merged by
+:mod:`~stream_wfm.console.health`); ``Re-enable`` runs in the background
+(:mod:`~stream_wfm.console.jobs`). ``create_app`` in :mod:`stream_wfm.console.app`
 builds the application; ``stream-wfm console`` serves it.
 """

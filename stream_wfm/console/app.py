@@ -1,4 +1,4 @@
-"""The console's aiohttp application."""
+"""The console's aiohttp application (docs/contract.md §9; endpoint health, §10)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import jinja2
 from aiohttp import web
 
 from stream_wfm import __version__
-from stream_wfm.console import actions, auth, deadletters, urls, views
+from stream_wfm.console import actions, auth, deadletters, reenabling, urls, views
 from stream_wfm.console.changes import ConfigChanges
+from stream_wfm.console.healthfeed import HealthFeed
+from stream_wfm.console.jobs import ReenableFn, ReenableJobs
 from stream_wfm.console.pages import see_other
 from stream_wfm.console.ratelimit import SignInLimiter
 from stream_wfm.console.security import add_security_headers
@@ -21,10 +23,13 @@ from stream_wfm.console.state import CONSOLE, Console
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.integrations.store import ConfigStore, Entry
 from stream_wfm.integrations.writer import ConfigWriter
+from stream_wfm.kafka.config import reader_config
 from stream_wfm.settings import Settings
 
 _HERE = Path(__file__).parent
 _ACCOUNT = "/accounts/{account_id}"
+#: The health feed the application started (and stops); None when the caller passed one.
+_OWN_HEALTH = web.AppKey("own_health", HealthFeed)
 
 
 def create_app(
@@ -36,14 +41,24 @@ def create_app(
     changes: ConfigChanges | None = None,
     limiter: SignInLimiter | None = None,
     sessions: SessionCodec | None = None,
+    health: HealthFeed | None = None,
+    reenable: ReenableFn | None = None,
 ) -> web.Application:
     """The console. Pass ``changes`` when it is the store's ``on_change`` listener, so
     saves are read back as soon as the store applies them; ``limiter`` and ``sessions``
-    replace the defaults (tests give them a fake clock)."""
+    replace the defaults (tests give them a fake clock). Without ``health`` the
+    application follows ``settings.health_topic`` itself while it runs; ``reenable``
+    replaces what ``Re-enable`` runs (tests)."""
     key = settings.console_secret_key
     if sessions is None:
         secret = key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
         sessions = SessionCodec(secret)
+    own_health = health is None
+    if health is None:
+        health = HealthFeed(
+            settings.health_topic, reader_config(settings, "stream-wfm-console-health")
+        )
+    jobs = ReenableJobs(settings) if reenable is None else ReenableJobs(settings, reenable)
     console = Console(
         settings=settings,
         store=store,
@@ -52,10 +67,16 @@ def create_app(
         changes=changes or ConfigChanges(),
         sessions=sessions,
         limiter=limiter or SignInLimiter(),
+        health=health,
+        jobs=jobs,
         trusted_proxies=settings.console_trusted_networks,
     )
     app = web.Application(middlewares=[auth.session_middleware])
     app[CONSOLE] = console
+    if own_health:
+        app[_OWN_HEALTH] = health
+        app.on_startup.append(_start_health)
+        app.on_cleanup.append(_stop_health)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -96,6 +117,8 @@ def _routes(app: web.Application) -> None:
     r.add_get(_ACCOUNT, views.show_integration)
     r.add_post(_ACCOUNT, views.save_integration)
     r.add_post(_ACCOUNT + "/test", actions.test_event)
+    r.add_get(_ACCOUNT + "/reenable", reenabling.reenable_status)
+    r.add_post(_ACCOUNT + "/reenable", reenabling.reenable_integration)
     r.add_get(_ACCOUNT + "/delete", actions.confirm_delete)
     r.add_post(_ACCOUNT + "/delete", actions.delete)
     r.add_get(_ACCOUNT + "/dead-letters", deadletters.dead_letters)
@@ -109,3 +132,11 @@ async def _bind_changes(app: web.Application) -> None:
 
 async def _unbind_changes(app: web.Application) -> None:
     app[CONSOLE].changes.bind(None)
+
+
+async def _start_health(app: web.Application) -> None:
+    app[_OWN_HEALTH].start()
+
+
+async def _stop_health(app: web.Application) -> None:
+    await asyncio.to_thread(app[_OWN_HEALTH].stop)

@@ -205,6 +205,16 @@ def _headers(rows: list[HeaderRow], saved: SavedSecrets, moved: bool) -> dict[st
     return headers
 
 
+def _kept_disabling(form: IntegrationForm, saved: IntegrationConfig | None) -> dict[str, Any]:
+    """``disabled_reason`` and ``disabled_at`` of a saved integration the service disabled
+    (docs/contract.md §10), kept while ``Enabled`` stays unticked: its events stay
+    dead-lettered, to be redriven on re-enable, rather than becoming an operator's
+    disabling (nothing sent, nothing kept). Ticking ``Enabled`` clears them."""
+    if saved is None or saved.disabled_reason is None or form.flags.get("enabled", False):
+        return {}
+    return {"disabled_reason": saved.disabled_reason, "disabled_at": saved.disabled_at}
+
+
 def config_data(
     form: IntegrationForm, saved: IntegrationConfig | None
 ) -> tuple[dict[str, Any], list[FieldError]]:
@@ -212,7 +222,8 @@ def config_data(
     row made sense).
 
     ``saved`` is the account's saved config (None: a new integration); rows whose value
-    box is left empty keep its values as :class:`~.saved.SavedSecrets` allows.
+    box is left empty keep its values as :class:`~.saved.SavedSecrets` allows, and its
+    ``disabled_reason``/``disabled_at`` are kept while ``Enabled`` stays unticked.
     """
     secrets = SavedSecrets.of(saved)
     moved = not secrets.may_go_to((form.agent_event_url, form.call_event_url))
@@ -225,6 +236,7 @@ def config_data(
         "headers": headers,
         "max_retries": _integer_or_text(form.max_retries),
         "timeout_seconds": _number_or_text(form.timeout_seconds),
+        **_kept_disabling(form, saved),
     }
     problems: list[FieldError] = []
     if any(row.error == _ROW_MOVED for row in form.rows):

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from stream_wfm.console.changes import ConfigChanges
 from stream_wfm.console.clients import Client, request_client
+from stream_wfm.console.healthfeed import HealthFeed
+from stream_wfm.console.jobs import ReenableJobs
 from stream_wfm.console.ratelimit import SignInLimiter
 from stream_wfm.console.sessions import Session, SessionCodec
 from stream_wfm.delivery.transport import Transport
@@ -28,6 +30,8 @@ class Console:
     changes: ConfigChanges
     sessions: SessionCodec
     limiter: SignInLimiter
+    health: HealthFeed
+    jobs: ReenableJobs
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
 

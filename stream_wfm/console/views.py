@@ -1,4 +1,5 @@
-"""The accounts list and the "Generic HTTP" integration pages (view and save)."""
+"""The accounts list and the "Generic HTTP" integration pages (view and save), with
+each account's endpoint health (docs/contract.md §9, §10)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from stream_wfm.console.forms import (
     form_from_config,
     form_from_post,
 )
+from stream_wfm.console.healthview import integration_health, labels_of
 from stream_wfm.console.pages import message, render, see_other
 from stream_wfm.console.state import READ_BACK_TIMEOUT, Console, console_of, session_of
 from stream_wfm.console.testevent import SAMPLE_LABELS, Sample, SentTestEvent, default_sample
@@ -67,11 +69,13 @@ async def accounts_list(request: web.Request) -> web.StreamResponse:
     store = console_of(request).store
     query = request.query.get("q", "").strip()
     entries = store.accounts()
+    health_of = labels_of(console_of(request), entries)
     rows = [
         {
             "config": entry.config,
             "url": urls.account_url(account_id),
             "events": [EVENT_SHORT[name] for name in EVENT_FIELDS if getattr(entry.config, name)],
+            "health": health_of(account_id),
         }
         for account_id, entry in sorted(entries.items())
         if not query or _matches(entry.config, query)
@@ -85,6 +89,7 @@ async def accounts_list(request: web.Request) -> web.StreamResponse:
             "total": len(entries),
             "ready": store.ready,
             "status": store.status,
+            "health_status": None if console_of(request).health.ready else "loading",
             "deleted": request.query.get("deleted"),
         },
     )
@@ -124,6 +129,7 @@ def integration_page(
         "sample": sample,
         "action": urls.NEW_INTEGRATION if account_id is None else urls.account_url(account_id),
         "account_url": None if account_id is None else urls.account_url(account_id),
+        **integration_health(console_of(request), entry),
     }
     return render(request, "integration.html", context, status)
 
@@ -136,6 +142,12 @@ _NOTICES: Final = {
         "Reload the page in a moment.",
     ),
 }
+#: After a save that enabled an integration the service had disabled.
+_NOT_REDRIVEN: Final = (
+    "warning",
+    "Saved: the integration is enabled again. The dead letters of its failure period were "
+    "not redriven (Re-enable does both); redrive them from View dead letters.",
+)
 
 
 async def show_integration(request: web.Request) -> web.StreamResponse:
@@ -157,7 +169,11 @@ async def show_integration(request: web.Request) -> web.StreamResponse:
         account_id=account_id,
         form=form_from_config(entry.config),
         entry=entry,
-        notice=_NOTICES.get(request.query.get("saved", "")),
+        notice=(
+            _NOT_REDRIVEN
+            if request.query.get("redriven") == "0" and not entry.disabled_reason
+            else _NOTICES.get(request.query.get("saved", ""))
+        ),
     )
 
 
@@ -276,7 +292,10 @@ async def _save(request: web.Request, account_id: str | None, entry: Entry | Non
     )
     saved_config = config
     seen = await console.changes.wait_until(lambda: _has(console, saved_config), READ_BACK_TIMEOUT)
-    return see_other(urls.account_url(config.account_id) + ("?saved=1" if seen else "?saved=0"))
+    query = "?saved=1" if seen else "?saved=0"
+    if entry is not None and entry.disabled_reason is not None and config.disabled_reason is None:
+        query += "&redriven=0"  # enabled with the form: nothing was redriven
+    return see_other(urls.account_url(config.account_id) + query)
 
 
 def _has(console: Console, config: IntegrationConfig) -> bool:

@@ -32,6 +32,8 @@ from stream_wfm.delivery.exceptions import (
 )
 
 __all__ = [
+    "DEFERRALS",
+    "DEFERRAL_REASONS",
     "RETRYABLE_STATUSES",
     "Outcome",
     "OutcomeKind",
@@ -126,13 +128,13 @@ def connection_error_outcome(exc: BaseException) -> Outcome:
     return outcome_for_error(ConnectionFailedError(cause=exc))
 
 
-def backlog_outcome(queued: int) -> Outcome:
-    """Not attempted: the destination host already has ``queued`` requests waiting (a slow
-    or hanging endpoint). Retryable, so the event moves to a retry tier instead of
-    filling the shared buffer and holding up other destinations."""
-    return Outcome(
-        OutcomeKind.RETRYABLE, None, f"destination backlog full ({queued} queued)", "backlog"
-    )
+#: Why an event is deferred without an attempt (``stream_wfm_events_deferred_total{reason}``).
+DEFERRAL_REASONS: Final = ("circuit_open", "fair_share", "order")
+#: The outcome a deferred event's retry record carries, by reason: retryable, no status.
+DEFERRALS: Final = {
+    reason: Outcome(OutcomeKind.RETRYABLE, None, f"deferred: {reason}", "deferred")
+    for reason in DEFERRAL_REASONS
+}
 
 
 def parse_retry_after(value: str, now: float) -> float | None:

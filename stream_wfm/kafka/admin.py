@@ -1,4 +1,4 @@
-"""Topic administration: ``stream-wfm topics create``."""
+"""Topic administration: ``stream-wfm topics create`` (docs/contract.md §1, §10)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from stream_wfm.kafka.config import common_config
 from stream_wfm.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,24 @@ def planned_topics(settings: Settings) -> list[TopicSpec]:
             {
                 "cleanup.policy": "compact",
                 "min.compaction.lag.ms": "0",
-                "delete.retention.ms": "86400000",
+                "delete.retention.ms": str(_DAY_MS),
             },
         ),
     ]
     for topic in settings.retry_topics():
-        topics.append(TopicSpec(topic, n, {"retention.ms": str(7 * 86_400_000)}))
-    topics.append(TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * 86_400_000)}))
+        topics.append(TopicSpec(topic, n, {"retention.ms": str(7 * _DAY_MS)}))
+    topics.append(TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * _DAY_MS)}))
+    # Notices (an integration disabled, ...) are rare: one partition, one order.
+    topics.append(TopicSpec(settings.notices_topic, 1, {"retention.ms": str(30 * _DAY_MS)}))
+    # Health records: the latest per {account_id}/{instance_id} is kept, and deleted a day
+    # after its last write, so instances that went away do not leave keys for ever.
+    topics.append(
+        TopicSpec(
+            settings.health_topic,
+            n,
+            {"cleanup.policy": "compact,delete", "retention.ms": str(_DAY_MS)},
+        )
+    )
     return topics
 
 

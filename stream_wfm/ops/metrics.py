@@ -30,7 +30,6 @@ OUTCOMES = ("delivered", "retryable", "permanent")
 # Status class of one delivery attempt: HTTP class or the failure that had no status.
 STATUS_CLASSES = (
     "2xx", "3xx", "4xx", "5xx", "1xx", "timeout", "connection_error", "destination_not_allowed",
-    "backlog",  # not attempted: the destination host's queue was full (see max_queued_per_host)
 )  # fmt: skip
 
 

@@ -1,10 +1,12 @@
-"""After a delivery attempt: count it, log a failure, and settle it.
+"""After a delivery attempt: count it, tell the endpoint's breaker, log a failure, and
+settle it; and deferrals, which are settled without an attempt.
 
 The lanes (:mod:`stream_wfm.pipeline.lanes`) report each attempt's outcome
 here. Delivered work is finished; anything else is settled as the retry policy
 says (:func:`stream_wfm.pipeline.settle.after_attempt`), with the account's
-*current* ``max_retries``. Metric children are bound once per label set and
-cached (no label lookup per event).
+*current* ``max_retries``; a failed probe of a half-open breaker is deferred
+without spending a retry (docs/contract.md §10). Metric children are bound once
+per label set and cached (no label lookup per event).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from stream_wfm.delivery.outcome import Outcome, OutcomeKind
+from stream_wfm.delivery.outcome import DEFERRAL_REASONS, DEFERRALS, Outcome, OutcomeKind
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.events import EventKind
+from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.lanes import Job
@@ -35,11 +38,14 @@ class Attempts:
         *,
         store: ConfigStore[TemplatedEntry],
         settler: Settler,
+        endpoints: Endpoints,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._settler = settler
+        self._endpoints = endpoints
+        self._deferred = {r: metrics.events_deferred.labels(r) for r in DEFERRAL_REASONS}
         self._metrics = metrics
         self._clock = clock
         self._latency = {k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind}
@@ -54,6 +60,7 @@ class Attempts:
         kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
         self._duration[kind].observe(elapsed)
         self.count(kind, outcome)
+        self._endpoints.record(event.account_id, kind, outcome, job.probe)
         if outcome.kind is OutcomeKind.DELIVERED:
             ts = work.source.timestamp_ms
             if ts is not None:
@@ -73,14 +80,20 @@ class Attempts:
                 "error": outcome.error,
             },
         )
+        if job.probe and outcome.kind is OutcomeKind.RETRYABLE:
+            # The breaker opened again; the probe's event waits without spending a retry.
+            self.defer(work, job.attempt, "circuit_open")
+            return
         self._settler.settle(work, after_attempt(job.attempt, outcome, max_retries))
 
-    def defer(self, job: Job, outcome: Outcome) -> None:
-        """``job`` is not attempted now (``outcome`` says why): counted, then deferred."""
-        work: Work = job.context
-        assert work.kind is not None
-        self.count(work.kind, outcome)
-        self._settler.settle(work, Defer(job.attempt, outcome))
+    def defer(self, work: Work, attempt: int, reason: str) -> None:
+        """Attempt ``attempt`` of ``work`` is not made now, for ``reason`` (one of
+        ``DEFERRAL_REASONS``): counted, then deferred to a retry tier."""
+        event = work.event
+        assert event is not None
+        self._deferred[reason].inc()
+        self._endpoints.deferred(event.account_id, event.kind)
+        self._settler.settle(work, Defer(attempt, DEFERRALS[reason]))
 
     def count(self, kind: EventKind, outcome: Outcome) -> None:
         """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's

@@ -1,4 +1,4 @@
-"""Ordered delivery lanes, grouped by destination host (the bulkheads).
+"""Ordered delivery lanes, grouped by destination host.
 
 Selected events become :class:`Job` objects. Each destination host has up to
 ``lanes_per_host`` lanes; a job goes to lane ``hash(order_key) % lanes_per_host``
@@ -8,12 +8,10 @@ by one worker coroutine that exists only while the lane has work: there is no
 task per event. A slow or hanging host fills only its own lanes; other hosts'
 lanes keep moving. An overall limit (``max_in_flight``) bounds requests in flight.
 
-A host is *saturated* when it has ``max_queued_per_host`` jobs queued and has
-delivered nothing (no 2xx) for ``max_queue_wait`` seconds: it hangs, times
-out or fails every request. A busy host that keeps delivering is never
-saturated, however deep its queue: moving its events elsewhere would only
-bring them back later. The pipeline sheds a saturated host's overflow to a
-retry tier while the shared buffer is under pressure (the bulkhead).
+What does not belong in the lanes is taken out by the pipeline: the queued events
+of an endpoint whose circuit breaker opened (:meth:`Dispatcher.discard`) and the
+excess of endpoints over their fair share of the buffer (:meth:`Dispatcher.trim`,
+see :mod:`stream_wfm.pipeline.fair_share`).
 """
 
 from __future__ import annotations
@@ -21,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
-from stream_wfm.delivery.outcome import Outcome, OutcomeKind, connection_error_outcome
+from stream_wfm.delivery.outcome import Outcome, connection_error_outcome
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Transport
 
@@ -34,25 +32,33 @@ log = logging.getLogger(__name__)
 class Job:
     """One delivery attempt waiting in (or running from) a lane."""
 
-    __slots__ = ("attempt", "context", "order_key", "request")
+    __slots__ = ("attempt", "context", "order_key", "probe", "queued_at", "request")
 
-    def __init__(self, request: WebhookRequest, order_key: str, attempt: int, context: Any) -> None:
+    def __init__(
+        self,
+        request: WebhookRequest,
+        order_key: str,
+        attempt: int,
+        context: Any,
+        probe: bool = False,
+    ) -> None:
         self.request = request
         self.order_key = order_key
         self.attempt = attempt
         self.context = context  # owned by whoever submitted the job
+        self.probe = probe  # the half-open breaker's probe (stream_wfm.health.breaker)
+        self.queued_at = 0.0  # the dispatcher's clock when it was queued
 
 
 OutcomeHandler = Callable[[Job, Outcome, float], None]
 
 
 class _Host:
-    __slots__ = ("delivered_at", "lanes", "queued")
+    __slots__ = ("lanes", "queued")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self) -> None:
         self.lanes: dict[int, deque[Job]] = {}
         self.queued = 0
-        self.delivered_at = now  # the last 2xx (or when the host got its first job)
 
 
 class Dispatcher:
@@ -66,8 +72,6 @@ class Dispatcher:
         lanes_per_host: int,
         max_in_flight: int,
         clock: Callable[[], float],
-        max_queued_per_host: int = 2_000,
-        max_queue_wait: float = 5.0,
     ) -> None:
         self._transport = transport
         self._on_outcome = on_outcome
@@ -78,64 +82,61 @@ class Dispatcher:
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
-        self._max_queued_per_host = max_queued_per_host
-        self._max_queue_wait = max_queue_wait
         self.queued = 0
         self.in_flight = 0
 
-    def submit(self, job: Job, may_shed: bool = False) -> bool:
-        """Queue ``job`` in its lane; False when ``may_shed`` and its host is saturated
-        (see the module docstring). The caller, which knows when the shared buffer is
-        under pressure, sends such a job to a retry tier instead of letting it fill the
-        buffer."""
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` in its lane."""
         key = job.request.host_key
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = _Host(self._clock())
+            host = self._hosts[key] = _Host()
         index = hash(job.order_key) % self._lanes_per_host
-        lane = host.lanes.get(index)
-        if lane is not None:
-            if may_shed and host.queued >= self._max_queued_per_host and self._saturated(host):
-                return False
-            lane.append(job)
-            self.queued += 1
-            host.queued += 1
-            return True
+        job.queued_at = self._clock()
         self.queued += 1
         host.queued += 1
+        lane = host.lanes.get(index)
+        if lane is not None:
+            lane.append(job)
+            return
         lane = host.lanes[index] = deque((job,))
         task = asyncio.get_running_loop().create_task(self._drain(key, host, index, lane))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
 
-    def _saturated(self, host: _Host) -> bool:
-        return self._clock() - host.delivered_at > self._max_queue_wait
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock of ``Job.queued_at``."""
+        return self._clock
 
-    def shed_stale(self) -> list[Job]:
-        """Take queued jobs away from saturated hosts (see the module docstring).
-
-        A saturated host holding more than ``max_queued_per_host`` queued jobs keeps its
-        first jobs per lane (up to the limit overall); the later ones are removed and
-        returned, in lane order, for the caller to move to a retry tier. Run
-        periodically: a hanging destination would otherwise hold its backlog in the
-        shared buffer until it drained.
-        """
-        shed: list[Job] = []
+    def queued_jobs(self) -> Iterator[tuple[int, Job]]:
+        """Every queued (not yet started) job with an id of its lane, in lane order."""
         for host in self._hosts.values():
-            if host.queued <= self._max_queued_per_host or not self._saturated(host):
-                continue
-            keep = max(1, self._max_queued_per_host // len(host.lanes))
             for lane in host.lanes.values():
-                while len(lane) > keep:
-                    shed.append(lane.pop())
-                    host.queued -= 1
-                    self.queued -= 1
-        return shed
+                lane_id = id(lane)
+                for job in lane:
+                    yield lane_id, job
 
-    def host_backlog(self, host_key: str) -> int:
-        host = self._hosts.get(host_key)
-        return 0 if host is None else host.queued
+    def trim(self, limits: dict[Hashable, int], key_of: Callable[[Job], Hashable]) -> list[Job]:
+        """In every lane, keep only the first ``limits[k]`` queued jobs whose
+        ``key_of(job)`` is ``k`` (keys not in ``limits`` are kept whole); return the
+        others, in lane order."""
+
+        def drop(job: Job) -> bool:
+            key = key_of(job)
+            limit = limits.get(key)
+            if limit is None:
+                return False
+            seen[key] = n = seen.get(key, 0) + 1
+            return n > limit
+
+        seen: dict[Hashable, int] = {}
+        removed: list[Job] = []
+        for host in self._hosts.values():
+            for lane in host.lanes.values():
+                seen.clear()
+                removed.extend(self._remove(host, lane, drop))
+        return removed
 
     async def _drain(self, key: str, host: _Host, index: int, lane: deque[Job]) -> None:
         send = self._transport.send
@@ -166,8 +167,6 @@ class Dispatcher:
                 finally:
                     self._release_slot()
                 end = clock()
-                if outcome.kind is OutcomeKind.DELIVERED:
-                    host.delivered_at = end
                 try:
                     self._on_outcome(job, outcome, end - start)
                 except Exception:
@@ -203,23 +202,28 @@ class Dispatcher:
         self.in_flight -= 1
 
     def discard(self, drop: Callable[[Job], bool]) -> list[Job]:
-        """Remove the queued (not yet started) jobs for which ``drop`` is true.
+        """Remove the queued (not yet started) jobs for which ``drop`` is true and return
+        them, in lane order (``drop`` is called once per queued job).
 
-        Used when partitions are revoked: their queued events are left to the new
-        owner, which starts from the committed offset (the lowest unfinished one).
+        Used when partitions are revoked (their queued events are left to the new owner,
+        which starts from the committed offset) and when an endpoint's breaker opens.
         """
         removed: list[Job] = []
         for host in self._hosts.values():
             for lane in host.lanes.values():
-                if not any(drop(job) for job in lane):
-                    continue
-                kept = [job for job in lane if not drop(job)]
-                removed_here = len(lane) - len(kept)
-                removed.extend(job for job in lane if drop(job))
-                lane.clear()
-                lane.extend(kept)
-                host.queued -= removed_here
-                self.queued -= removed_here
+                removed.extend(self._remove(host, lane, drop))
+        return removed
+
+    def _remove(self, host: _Host, lane: deque[Job], drop: Callable[[Job], bool]) -> list[Job]:
+        kept: list[Job] = []
+        removed: list[Job] = []
+        for job in lane:
+            (removed if drop(job) else kept).append(job)
+        if removed:
+            lane.clear()
+            lane.extend(kept)
+            host.queued -= len(removed)
+            self.queued -= len(removed)
         return removed
 
     async def drain(self, deadline: float) -> bool:

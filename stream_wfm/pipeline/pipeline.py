@@ -6,7 +6,9 @@ queue in a lane), :mod:`~stream_wfm.pipeline.lanes` (deliver),
 :mod:`~stream_wfm.pipeline.attempts` (count, decide) and
 :mod:`~stream_wfm.pipeline.settle` (finish, retry, defer, dead-letter);
 retry-topic records wait in :mod:`~stream_wfm.pipeline.retry_gate`.
-:mod:`~stream_wfm.pipeline.backpressure` counts what is unfinished and
+:mod:`~stream_wfm.pipeline.backpressure` counts what is unfinished,
+:mod:`~stream_wfm.pipeline.fair_share` moves slow endpoints' excess aside,
+:mod:`stream_wfm.health.endpoints` keeps each endpoint's circuit breaker, and
 :mod:`~stream_wfm.pipeline.handback` gives revoked partitions back. This module
 wires them together, owns the assignment (one offset tracker per partition)
 and commits every ``commit_interval`` seconds up to each partition's lowest
@@ -26,12 +28,15 @@ from confluent_kafka import Message
 from stream_wfm.delivery.outcome import Outcome
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.events import EventKind
+from stream_wfm.health.breaker import BreakerPolicy
+from stream_wfm.health.endpoints import Endpoint, Endpoints
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.attempts import Attempts
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.commands import TP, Command, Commit
 from stream_wfm.pipeline.consumer import ConsumerThread
+from stream_wfm.pipeline.fair_share import INTERVAL, FairShare, endpoint_of
 from stream_wfm.pipeline.handback import Handback
 from stream_wfm.pipeline.intake import Intake
 from stream_wfm.pipeline.lanes import Dispatcher, Job
@@ -44,9 +49,6 @@ from stream_wfm.retry.writer import RetryWriter
 log = logging.getLogger(__name__)
 
 __all__ = ["Pipeline"]
-
-#: Seconds between two passes that shed saturated destinations' overflow.
-SHED_INTERVAL = 1.0
 
 
 class Pipeline:
@@ -62,6 +64,7 @@ class Pipeline:
         topic_kinds: dict[str, EventKind],
         retry_topics: set[str],
         max_buffered: int,
+        breaker: BreakerPolicy = BreakerPolicy(),  # noqa: B008  # frozen
         commit_interval: float = 1.0,
         revoke_drain: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -76,12 +79,19 @@ class Pipeline:
         self.backpressure = Backpressure(max_buffered, self._backpressure_changed)
         self._handback = Handback(self.backpressure, revoke_drain)
         settler = Settler(writer, self.backpressure, self._handback)
-        attempts = Attempts(store=store, settler=settler, metrics=metrics, clock=clock)
+        self.endpoints = Endpoints(breaker, metrics, clock, on_open=self._circuit_opened)
+        attempts = self._attempts = Attempts(
+            store=store, settler=settler, endpoints=self.endpoints, metrics=metrics, clock=clock
+        )
         self.dispatcher = dispatcher_factory(attempts.on_outcome)
+        self._fair_share = FairShare(
+            self.dispatcher, self.backpressure, self.endpoints, max_buffered, self.dispatcher.clock
+        )
         self._submitter = Submitter(
             store=store,
             dispatcher=self.dispatcher,
-            backpressure=self.backpressure,
+            endpoints=self.endpoints,
+            fair_share=self._fair_share,
             attempts=attempts,
             settler=settler,
             metrics=metrics,
@@ -122,7 +132,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(self._commit_interval, self._commit)),
-            loop.create_task(self._every(SHED_INTERVAL, self._submitter.shed)),
+            loop.create_task(self._every(INTERVAL, self._move_aside)),
         ]
 
     # --- the consumer thread's callbacks (run on the loop) -----------------------------
@@ -165,6 +175,28 @@ class Pipeline:
         offsets = self.committable_offsets()
         if offsets:
             self._post(Commit(offsets))
+
+    # --- endpoint health -----------------------------------------------------------
+    def _circuit_opened(self, endpoint: Endpoint) -> None:
+        """No request goes to an open endpoint: its queued events wait in a retry tier."""
+        key = (endpoint.account_id, endpoint.kind)
+        jobs = self.dispatcher.discard(lambda job: endpoint_of(job) == key)
+        for job in jobs:
+            self._attempts.defer(job.context, job.attempt, "circuit_open")
+
+    def _move_aside(self) -> None:
+        jobs = self._fair_share.check()
+        if not jobs:
+            return
+        log.warning(
+            "endpoints over their fair share of the buffer: moving their excess to the retry tier",
+            extra={
+                "events": len(jobs),
+                "accounts": sorted({job.context.account_id for job in jobs})[:10],
+            },
+        )
+        for job in jobs:
+            self._attempts.defer(job.context, job.attempt, "fair_share")
 
     async def stop(self) -> None:
         """Stop committing and timers; later revokes answer at once with what is finished.

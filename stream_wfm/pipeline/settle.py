@@ -8,9 +8,11 @@ A piece of :class:`~stream_wfm.pipeline.work.Work` ends in one of four ways
   its offset is finished at once.
 * :class:`Retry` — an attempt failed retryably and the event has retries left:
   written to the retry tier of its next attempt (a retry is spent).
-* :class:`Defer` — the event is not attempted now (its destination is saturated):
-  written to the first retry tier it belongs to with its attempt number
-  unchanged, so deferring never spends a retry nor dead-letters an event.
+* :class:`Defer` — the event is not attempted now (its endpoint's breaker is open,
+  its endpoint is over its fair share of the buffer), or its attempt does not count
+  (a 429 or a ``Retry-After``, a failed probe; docs/contract.md §10): written to the
+  first retry tier it belongs to with its attempt number unchanged, so deferring
+  never spends a retry nor dead-letters an event.
 * :class:`~stream_wfm.retry.writer.DeadLetter` — permanent failure, retries
   exhausted, or a record that is not a valid event: written to the DLQ.
 
@@ -88,10 +90,15 @@ Settlement = Finish | Retry | Defer | DeadLetter
 
 def after_attempt(attempt: int, outcome: Outcome, max_retries: int) -> Settlement:
     """How attempt number ``attempt`` (1-based) that ended with ``outcome`` settles, for
-    an integration allowing ``max_retries`` retries (the retry policy's ``next_step``)."""
+    an integration allowing ``max_retries`` retries (the retry policy's ``next_step``).
+
+    A 429 or any retryable answer with a ``Retry-After`` never spends a retry
+    (``defer``, docs/contract.md §10)."""
     step = next_step(attempt, max_retries, outcome)
     if step == "done":
         return FINISH
+    if step == "defer":
+        return Defer(attempt, outcome)
     if step == "retry":
         return Retry(attempt, outcome)
     reason = outcome.reason or "retries_exhausted"

@@ -5,9 +5,10 @@ A W3C ``traceparent`` (and ``tracestate``) among the input record's Kafka header
 passed on with the request (:func:`~stream_wfm.delivery.request.trace_context`); a
 retry has them from its retry record, so every attempt carries the same.
 
-A destination that is saturated while the shared buffer is under pressure does
-not take the job: it is deferred to a retry tier instead (the bulkhead, see
-:mod:`stream_wfm.pipeline.lanes`), without spending a retry.
+Before an event is formatted, its endpoint is asked (docs/contract.md §10): an open
+circuit breaker, or an endpoint moved aside for holding more than its fair share of
+the buffer (:mod:`stream_wfm.pipeline.fair_share`), defers it to a retry tier
+without spending a retry; a half-open breaker makes it the probe.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_wfm.delivery.exceptions import UnformattableEventError
-from stream_wfm.delivery.outcome import backlog_outcome
 from stream_wfm.delivery.request import trace_context
 from stream_wfm.delivery.templates import TemplatedEntry
+from stream_wfm.events import EventKind
+from stream_wfm.health.breaker import Admission
+from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.attempts import Attempts
-from stream_wfm.pipeline.backpressure import Backpressure
+from stream_wfm.pipeline.fair_share import FairShare
 from stream_wfm.pipeline.lanes import Dispatcher, Job
 from stream_wfm.pipeline.settle import FINISH, Settler
 from stream_wfm.pipeline.work import Work
@@ -43,7 +46,8 @@ class Submitter:
         *,
         store: ConfigStore[TemplatedEntry],
         dispatcher: Dispatcher,
-        backpressure: Backpressure,
+        endpoints: Endpoints,
+        fair_share: FairShare,
         attempts: Attempts,
         settler: Settler,
         metrics: Metrics,
@@ -51,7 +55,10 @@ class Submitter:
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
-        self._backpressure = backpressure
+        self._endpoints = endpoints
+        self._agent_endpoints = endpoints.agent
+        self._call_endpoints = endpoints.call
+        self._fair_share = fair_share
         self._attempts = attempts
         self._settler = settler
         self._metrics = metrics
@@ -63,6 +70,29 @@ class Submitter:
         number ``attempt``; an event the template cannot encode is dead-lettered."""
         event = work.event
         assert event is not None
+        # Endpoints.admit(), its common case inline (once per event): known, closed → SEND.
+        kind = event.kind
+        table = self._agent_endpoints if kind is EventKind.AGENT else self._call_endpoints
+        endpoint = table.get(event.account_id)
+        if (
+            endpoint is None
+            or endpoint.version != entry.version
+            or endpoint.breaker.state != "closed"
+        ):
+            admission = self._endpoints.admit(event.account_id, event.kind, entry.version)
+            if admission is Admission.DEFER:
+                self._attempts.defer(work, attempt, "circuit_open")
+                return
+        else:
+            admission = Admission.SEND
+        fair_share = self._fair_share
+        if (
+            fair_share.moved
+            and admission is Admission.SEND
+            and fair_share.moved_aside(event.account_id, event.kind)
+        ):
+            self._attempts.defer(work, attempt, "fair_share")
+            return
         template = entry.template(event.kind)
         assert template is not None  # routing filtered events without a URL
         headers = work.source.headers
@@ -73,10 +103,9 @@ class Submitter:
             return
         if work.first_attempt_ms == 0:
             work.first_attempt_ms = int(self._clock() * 1000)
-        job = Job(request, event.order_key, attempt, work)
-        dispatcher = self._dispatcher
-        if not dispatcher.submit(job, may_shed=self._backpressure.under_pressure()):
-            self.defer(job)
+        self._dispatcher.submit(
+            Job(request, event.order_key, attempt, work, admission is Admission.PROBE)
+        )
 
     def resubmit(self, work: Work, attempt: int) -> None:
         """A due retry: send it with the account's *current* config, or drop it when the
@@ -107,21 +136,3 @@ class Submitter:
             return
         assert entry is not None
         self.submit(work, entry, attempt)
-
-    def defer(self, job: Job) -> None:
-        """Move a job its saturated destination cannot take now to a retry tier."""
-        backlog = self._dispatcher.host_backlog(job.request.host_key)
-        self._attempts.defer(job, backlog_outcome(backlog))
-
-    def shed(self) -> None:
-        """Under pressure: move saturated destinations' overflow to a retry tier."""
-        if not self._backpressure.under_pressure():
-            return
-        shed = self._dispatcher.shed_stale()
-        if shed:
-            log.warning(
-                "destination not keeping up: moving queued events to the retry tier",
-                extra={"host": shed[0].request.host_key, "events": len(shed)},
-            )
-        for job in reversed(shed):  # oldest first
-            self.defer(job)

@@ -83,19 +83,24 @@ class DlqFilter:
 
     The time window applies to ``record.dead_lettered_at_ms`` (unix ms):
     ``since_ms`` is inclusive, ``until_ms`` exclusive, so adjacent windows
-    never overlap.
+    never overlap. ``reasons`` picks any of several reasons (a re-enable
+    redrives ``endpoint_disabled`` and ``retries_exhausted``); with ``reason``
+    too, a dead letter must match both.
     """
 
     account_id: str | None = None
     reason: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    reasons: frozenset[str] | None = None
 
     def matches(self, dead_letter: DlqEntry) -> bool:
         record = dead_letter.record
         if self.account_id is not None and record.account_id != self.account_id:
             return False
         if self.reason is not None and record.reason != self.reason:
+            return False
+        if self.reasons is not None and record.reason not in self.reasons:
             return False
         at = record.dead_lettered_at_ms
         if self.since_ms is not None and at < self.since_ms:

@@ -16,6 +16,10 @@ non-decreasing, from ``STREAM_WFM_RETRY_BACKOFF``):
   retryable → ``retry`` while the retries used so far (attempts made - 1) are
   fewer than ``max_retries``, else ``dead_letter`` (``retries_exhausted``).
   With ``max_retries = 1`` a 503 gives two attempts, then the DLQ.
+* Except: a retryable outcome that is a 429 or carries a ``Retry-After`` →
+  ``defer``: the attempt does not count (docs/contract.md §10); it is made again
+  with the same number, from the tier of the retry before it (the first tier for
+  attempt 1) and no earlier than the ``Retry-After``. Never a dead letter.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from stream_wfm.delivery.outcome import Outcome, OutcomeKind
 
 __all__ = ["Step", "next_step", "retry_due_at", "tier_for_attempt"]
 
-Step = Literal["done", "retry", "dead_letter"]
+Step = Literal["done", "retry", "defer", "dead_letter"]
 
 
 def tier_for_attempt(attempt: int, n_tiers: int) -> int:
@@ -62,4 +66,6 @@ def next_step(attempts_done: int, max_retries: int, outcome: Outcome) -> Step:
         return "done"
     if outcome.kind is OutcomeKind.PERMANENT:
         return "dead_letter"
+    if outcome.status == 429 or outcome.retry_after is not None:
+        return "defer"
     return "retry" if attempts_done - 1 < max_retries else "dead_letter"

@@ -100,8 +100,9 @@ def _item(dead_letter: DlqEntry, result: str) -> dict[str, Any]:
     }
 
 
-def redrive_record(dead_letter: DlqEntry, now_ms: int) -> RetryRecord:
-    """The retry record that re-delivers ``dead_letter``: due now, attempt 1 (a fresh
+def redrive_record(dead_letter: DlqEntry, now_ms: int, due_in_ms: int = 0) -> RetryRecord:
+    """The retry record that re-delivers ``dead_letter``: due ``due_in_ms`` after
+    ``now_ms``, attempt 1 (a fresh
     retry budget), the original source record (its value as it was and its Kafka
     headers, so a ``traceparent`` goes on with the redriven attempt), event id, account
     and kind. Only for a dead letter :func:`skip_reason` lets through (its kind is
@@ -114,7 +115,7 @@ def redrive_record(dead_letter: DlqEntry, now_ms: int) -> RetryRecord:
         event_id=record.event_id,
         kind=record.kind,
         attempt=1,
-        due_at_ms=now_ms,
+        due_at_ms=now_ms + due_in_ms,
         last_error=f"redrive of dlq {dead_letter.position}",
         last_status=record.last_status,
         first_attempt_at_ms=record.first_attempt_at_ms or now_ms,
@@ -173,10 +174,12 @@ def redrive(
     rate: float | None = None,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    due_in: float = 0.0,
 ) -> RedriveReport:
     """Re-deliver ``dead_letters`` through the service's normal retry path.
 
-    Writes one retry record per dead letter to the first retry tier, due now,
+    Writes one retry record per dead letter to the first retry tier, due now (or
+    ``due_in`` seconds after it is written),
     ``attempt = 1`` (see the module docstring), at most ``rate`` records per
     second, with an idempotent producer, and waits for the broker's
     acknowledgements. Invalid events are skipped. ``progress(done, total)`` is
@@ -218,7 +221,7 @@ def redrive(
                 item = _item(dead_letter, "failed: not acknowledged")
                 items.append(item)
                 pacer.wait()
-                record = redrive_record(dead_letter, int(time.time() * 1000))
+                record = redrive_record(dead_letter, int(time.time() * 1000), int(due_in * 1000))
                 try:
                     _produce(producer, topic, encode_retry_record(record), record.source.key,
                              acknowledge(item))  # fmt: skip

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,12 @@ def require_chromium() -> str:
 
 
 def _settings(broker: EmbeddedBroker) -> Settings:
+    name = f"b-{uuid.uuid4().hex[:8]}"
     settings = unique_settings(
         broker.bootstrap_servers,
         topic_partitions=2,
+        health_topic=f"{name}-health",
+        notices_topic=f"{name}-notices",
         console_host="127.0.0.1",
         console_port=free_port(),
         console_username=USERNAME,

@@ -1,5 +1,6 @@
 """The admin console in a real headless Chromium, against the real broker, a
-running ``stream-wfm run`` and a receiver on 127.0.0.1 (see conftest.py)."""
+running ``stream-wfm run`` and a receiver on 127.0.0.1 (see conftest.py); endpoint
+health and ``Re-enable`` (docs/contract.md §10) at the end."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Locator, Page, expect
 
+from stream_wfm.events import EventKind
+from stream_wfm.health.records import (
+    BreakerState,
+    EndpointReport,
+    HealthRecord,
+    encode_health_record,
+    iso_utc,
+)
+from stream_wfm.retry.records import DlqRecord, SourceRecord, encode_dlq_record
 from tests.browser.conftest import (
     PASSWORD,
     SECRETS,
@@ -24,7 +35,7 @@ from tests.browser.conftest import (
 )
 from tests.helpers.config import put_config
 from tests.helpers.receiver import Received
-from tests.helpers.topics import produce_json, read_topic
+from tests.helpers.topics import produce, produce_json, read_topic
 
 pytestmark = [
     pytest.mark.browser,
@@ -523,3 +534,195 @@ async def test_a_post_without_a_csrf_token_is_refused(
         ) as resp:
             assert resp.status == 303
             assert resp.headers["Location"] == "/accounts/15300606?saved=1"
+
+
+# --- endpoint health (docs/contract.md §10) ------------------------------------------------------
+
+
+def publish_health(
+    stack: Stack, account_id: str, instance: str, **endpoints: EndpointReport
+) -> None:
+    """One instance's fresh health record for ``account_id`` on the health topic."""
+    record = HealthRecord(account_id, instance, iso_utc(time.time()), dict(endpoints))
+    produce(
+        stack.settings,
+        stack.settings.health_topic,
+        [(record.key.encode(), encode_health_record(record))],
+    )
+
+
+def endpoint(
+    state: BreakerState = "closed",
+    attempts: int = 0,
+    failures: int = 0,
+    deferred: int = 0,
+    success_ago: float | None = None,
+    failure_ago: float | None = None,
+    error: str | None = None,
+    failing_for: float | None = None,
+) -> EndpointReport:
+    now = time.time()
+    return EndpointReport(
+        state=state,
+        attempts_5m=attempts,
+        failures_5m=failures,
+        deferred_5m=deferred,
+        last_success_at=None if success_ago is None else iso_utc(now - success_ago),
+        last_failure_at=None if failure_ago is None else iso_utc(now - failure_ago),
+        last_error=error,
+        failing_since=None if failing_for is None else iso_utc(now - failing_for),
+    )
+
+
+def dead_letter(stack: Stack, event: dict[str, Any]) -> bytes:
+    """The dead letter of an agent event the service refused while the integration was
+    disabled for a failing endpoint."""
+    now = int(time.time() * 1000)
+    return encode_dlq_record(
+        DlqRecord(
+            source=SourceRecord(
+                stack.settings.agent_events_topic, 0, 0, b"k", orjson.dumps(event), now - 60_000
+            ),
+            account_id=event["account_id"],
+            event_id=event["event_id"],
+            kind=EventKind.AGENT,
+            attempts=0,
+            reason="endpoint_disabled",
+            detail=None,
+            last_error=None,
+            last_status=None,
+            first_attempt_at_ms=now,
+            dead_lettered_at_ms=now,
+        )
+    )
+
+
+async def reload_until(page: Page, locator: Locator, text: str, timeout: float = 20.0) -> None:
+    """Reload ``page`` until ``locator`` contains ``text`` (the console reads the health
+    topic on its own; a page shows what it had read when it was rendered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await expect(locator).to_contain_text(text, timeout=1000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await page.reload()
+
+
+async def test_accounts_show_their_health_and_re_enable_redrives_a_disabled_one(
+    stack: Stack, context: BrowserContext, visits: Visits
+) -> None:
+    settings = stack.settings
+    put_config(settings, realistic_config("15301001", "https://wfm.example.com/ringcx"))
+    put_config(settings, realistic_config("15301002", "https://wfm.northwind-support.example/wfm"))
+    put_config(settings, realistic_config("15301003", "https://hooks.contoso-care.example/wfm"))
+    path = "/reenable/agent"
+    put_config(
+        settings,
+        realistic_config(
+            "15301004",
+            stack.receiver.url("/reenable"),
+            enabled=False,
+            disabled_reason="endpoint_failing",
+            disabled_at=iso_utc(time.time() - 3600),
+        ),
+    )
+    put_config(settings, realistic_config("15301005", "https://api.fabrikam-cc.example/events"))
+    publish_health(
+        stack,
+        "15301001",
+        "stream-wfm-0",
+        agent=endpoint(attempts=412, success_ago=1),
+        call=endpoint(attempts=37, success_ago=4),
+    )
+    publish_health(
+        stack,
+        "15301002",
+        "stream-wfm-0",
+        agent=endpoint(attempts=60, failures=14, success_ago=45, failure_ago=2, error="HTTP 502"),
+    )
+    publish_health(
+        stack,
+        "15301003",
+        "stream-wfm-1",
+        agent=endpoint(
+            "open",
+            attempts=12,
+            failures=12,
+            deferred=230,
+            failure_ago=6,
+            error="timeout after 10s",
+            failing_for=1500,
+        ),
+    )
+    publish_health(
+        stack,
+        "15301004",
+        "stream-wfm-1",
+        agent=endpoint(
+            "open",
+            attempts=3,
+            failures=3,
+            deferred=40,
+            failure_ago=20,
+            error="HTTP 503",
+            failing_for=4000,
+        ),
+    )
+    event = login_event("15301004", f"disabled-{uuid.uuid4().hex[:8]}")
+    produce(settings, settings.dlq_topic, [(b"15301004", dead_letter(stack, event))])
+
+    page = await context.new_page()
+    await sign_in(page, visits)
+    await page.goto("/accounts?q=153010")
+    table = page.get_by_role("table")
+
+    def row(account_id: str) -> Locator:
+        return table.get_by_role("row").filter(
+            has=page.get_by_role("link", name=account_id, exact=True)
+        )
+
+    await reload_until(page, row("15301003"), "Circuit open")
+    await reload_until(page, row("15301002"), "Failing")
+    await reload_until(page, row("15301001"), "Healthy")
+    await expect(row("15301004")).to_contain_text("Disabled: endpoint failing")
+    quiet = row("15301005").locator(".health")
+    await expect(quiet).to_have_attribute("title", "no deliveries reported in the last 2 minutes")
+    await expect(quiet).to_contain_text("No data")  # for screen readers; an em dash on screen
+    await expect(row("15301002").locator(".health")).to_have_class(re.compile("health-failing"))
+    await expect(row("15301004").locator(".health")).to_have_class(re.compile("health-disabled"))
+    await expect(page.get_by_role("columnheader", name="Health")).to_be_visible()
+    await visits.snap(page)
+    await save_screenshot(page, "console-health")
+
+    await page.get_by_role("link", name="15301004", exact=True).click()
+    notice = page.get_by_role("region", name="Disabled by the service: endpoint failing")
+    await expect(notice).to_contain_text("because its endpoint kept failing")
+    health = page.get_by_role("region", name="Endpoint health")
+    await expect(health).to_contain_text("HTTP 503")
+    await expect(health.get_by_role("row", name=re.compile("Agent events"))).to_contain_text("Open")
+    await expect(page.get_by_label("Enabled", exact=True)).not_to_be_checked()
+    await visits.snap(page)
+    await page.get_by_role("button", name="Re-enable", exact=True).click()
+
+    await expect(page).to_have_url(re.compile(r"/accounts/15301004/reenable$"))
+    result = page.get_by_role("status")
+    await expect(result).to_contain_text("Re-enabled", timeout=30_000)  # reloads until done
+    await expect(result).to_contain_text("1 dead letter of the failure period")
+    await visits.snap(page)
+    configs = [m for m in read_topic(settings, settings.config_topic) if m.key() == b"15301004"]
+    last = orjson.loads(configs[-1].value())
+    assert last["enabled"] is True
+    assert last["disabled_reason"] is None
+    assert last["disabled_at"] is None
+    # The service delivers the redriven event with the integration enabled again.
+    req = await wait_for_event(stack, event["event_id"], timeout=30)
+    assert req.path == path
+    assert req.headers["Authorization"] == SECRETS[1]
+
+    await page.get_by_role("link", name="Back to the integration").click()
+    await expect(page.get_by_role("button", name="Re-enable")).to_have_count(0)
+    await expect(page.get_by_label("Enabled", exact=True)).to_be_checked()
+    await visits.snap(page)

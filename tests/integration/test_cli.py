@@ -92,7 +92,9 @@ def fresh_settings(broker: EmbeddedBroker) -> Callable[..., Settings]:
     """Settings with unique topic names whose topics are NOT created."""
 
     def make(**overrides: Any) -> Settings:
-        return unique_settings(broker.bootstrap_servers, topic_partitions=2, **overrides)
+        tag = uuid.uuid4().hex[:8]
+        own = {"notices_topic": f"t-{tag}-notices", "health_topic": f"t-{tag}-health"}
+        return unique_settings(broker.bootstrap_servers, topic_partitions=2, **own, **overrides)
 
     return make
 
@@ -443,6 +445,8 @@ def test_topics_create_is_idempotent_and_compacts_the_config_topic(
         settings.config_topic,
         *settings.retry_topics(),
         settings.dlq_topic,
+        settings.notices_topic,
+        settings.health_topic,
     }
 
     code, out, err = cli(settings, "topics", "create")
@@ -458,6 +462,14 @@ def test_topics_create_is_idempotent_and_compacts_the_config_topic(
     # Input topics keep the broker's default (delete): old events must age out.
     agent_config = topic_config(settings, settings.agent_events_topic)
     assert agent_config.get("cleanup.policy", "delete") == "delete"
+    # Notices age out after 30 days; health records are compacted per key and also age out
+    # after a day, so the keys of instances that went away do not stay for ever (§10).
+    notices_config = topic_config(settings, settings.notices_topic)
+    assert notices_config.get("cleanup.policy", "delete") == "delete"
+    assert notices_config["retention.ms"] == str(30 * 86_400_000)
+    health_config = topic_config(settings, settings.health_topic)
+    assert health_config["cleanup.policy"] == "compact,delete"
+    assert health_config["retention.ms"] == str(86_400_000)
 
 
 # --- no broker configured -------------------------------------------------------------------
@@ -471,6 +483,7 @@ def test_topics_create_is_idempotent_and_compacts_the_config_topic(
         ("config", "get", ACCOUNT),
         ("config", "list"),
         ("config", "delete", ACCOUNT),
+        ("config", "enable", ACCOUNT),
     ],
     ids=" ".join,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery staple"
 SECRET = "Basic c2VjcmV0LXZhbHVlLTQy"  # the saved header value that must never be shown
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class FakeClock:
@@ -65,7 +65,7 @@ class Console:
 
     async def csrf(self, path: str = "/accounts") -> str:
         _status, text = await self.get(path)
-        match = _CSRF.search(text)
+        match = CSRF.search(text)
         assert match is not None, f"no CSRF token on {path}"
         return match.group(1)
 
@@ -102,6 +102,48 @@ class Console:
 
 
 ConsoleFactory = Callable[..., Any]
+Stop = Callable[[], Awaitable[None]]
+
+
+async def start_console(settings: Settings, **app_options: Any) -> tuple[Console, Stop]:
+    """A console on ``settings`` (``app_options``: more arguments of ``create_app``), and
+    what stops it."""
+    changes = ConfigChanges()
+    store = ConfigStore(
+        settings.config_topic,
+        reader_config(settings, "console-test"),
+        entry_type=Entry,
+        on_change=changes.notify,
+    )
+    writer = ConfigWriter(settings.config_topic, producer_config(settings, "console-test"))
+    transport = AiohttpTransport(
+        max_in_flight=8, max_in_flight_per_host=4, allow_private_destinations=True
+    )
+    clock = FakeClock()
+    wall = FakeClock()
+    wall.now = 1_800_000_000.0
+    app = create_app(
+        settings,
+        store,
+        writer,
+        transport,
+        changes=changes,
+        limiter=SignInLimiter(clock=clock),
+        sessions=SessionCodec(b"k" * 32, clock=wall),
+        **app_options,
+    )
+    store.start()
+    assert store.wait_ready(20), store.status
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+
+    async def stop() -> None:
+        await client.close()
+        await transport.close()
+        writer.close()
+        store.stop()
+
+    return Console(client, settings, store, clock, [], wall), stop
 
 
 @pytest.fixture
@@ -109,46 +151,14 @@ async def console_factory(
     settings_factory: Callable[..., Settings],
 ) -> AsyncIterator[ConsoleFactory]:
     """Builds consoles (keyword arguments: settings); each is stopped after the test."""
-    stops: list[Callable[[], Any]] = []
+    stops: list[Stop] = []
 
     async def make(**overrides: Any) -> Console:
-        settings = settings_factory(console_password=PASSWORD, **overrides)
-        changes = ConfigChanges()
-        store = ConfigStore(
-            settings.config_topic,
-            reader_config(settings, "console-test"),
-            entry_type=Entry,
-            on_change=changes.notify,
+        console, stop = await start_console(
+            settings_factory(console_password=PASSWORD, **overrides)
         )
-        writer = ConfigWriter(settings.config_topic, producer_config(settings, "console-test"))
-        transport = AiohttpTransport(
-            max_in_flight=8, max_in_flight_per_host=4, allow_private_destinations=True
-        )
-        clock = FakeClock()
-        wall = FakeClock()
-        wall.now = 1_800_000_000.0
-        app = create_app(
-            settings,
-            store,
-            writer,
-            transport,
-            changes=changes,
-            limiter=SignInLimiter(clock=clock),
-            sessions=SessionCodec(b"k" * 32, clock=wall),
-        )
-        store.start()
-        assert store.wait_ready(20), store.status
-        client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-        await client.start_server()
-
-        async def stop() -> None:
-            await client.close()
-            await transport.close()
-            writer.close()
-            store.stop()
-
         stops.append(stop)
-        return Console(client, settings, store, clock, [], wall)
+        return console
 
     yield make
     for stop in reversed(stops):
@@ -759,7 +769,7 @@ async def test_dead_letters_are_listed_and_redriven(console: Console) -> None:
     assert "ev-other" not in html
     assert "retries_exhausted" in html
     assert "HTTP 503" in html
-    token = _CSRF.search(html)
+    token = CSRF.search(html)
     assert token is not None
     status, html, _ = await console.post(
         "/accounts/acc-dlq/dead-letters/redrive", {"csrf_token": token.group(1)}

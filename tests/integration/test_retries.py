@@ -149,8 +149,22 @@ async def test_429_retry_after_is_honoured(settings_factory: Any, receiver_facto
     [record] = [
         decode_retry_record(m.value()) for m in read_topic(settings, settings.retry_topics()[1])
     ]
-    assert record.attempt == 2
+    assert record.attempt == 1  # a 429 does not spend a retry (docs/contract.md §10)
     assert record.last_status == 429
+
+
+async def test_429_never_spends_a_retry(settings_factory: Any, receiver_factory: Any) -> None:
+    """With max_retries=0, three 429s (one with a Retry-After) and then a 200: delivered,
+    nothing dead-lettered; a 503 in their place would have dead-lettered at once."""
+    settings = settings_factory(retry_backoff="1s")
+    rec = await receiver_factory(respond=scripted(429, 429, 429, 200))
+    configure(settings, rec.url(), max_retries=0)
+    async with Service(settings) as service:
+        produce_json(settings, settings.agent_events_topic, [login()])
+        reqs = await rec.wait_count(4, timeout=30)
+        dead = metric(service, "stream_wfm_dead_letters_total", reason="retries_exhausted")
+    assert [r.headers["X-WFM-Event-Id"] for r in reqs] == [reqs[0].headers["X-WFM-Event-Id"]] * 4
+    assert dead == 0
 
 
 async def test_retry_uses_the_config_fixed_in_between(

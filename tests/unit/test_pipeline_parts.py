@@ -15,10 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.events import EventKind, decode_event
+from stream_wfm.health.breaker import BreakerPolicy
+from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.commands import Command, Pause, Resume, Seek
+from stream_wfm.pipeline.fair_share import FairShare
 from stream_wfm.pipeline.handback import Handback
 from stream_wfm.pipeline.intake import Intake
 from stream_wfm.pipeline.lanes import Job
@@ -431,9 +434,8 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.jobs: list[Job] = []
 
-    def submit(self, job: Job, may_shed: bool = False) -> bool:
+    def submit(self, job: Job) -> None:
         self.jobs.append(job)
-        return True
 
 
 class TemplatedStore:
@@ -456,13 +458,22 @@ def submitted_headers(
     ``kafka_headers`` (as a first attempt, or as a due retry)."""
     store = TemplatedStore(**config)
     dispatcher = RecordingDispatcher()
+    metrics = Metrics(CollectorRegistry())
+    endpoints = Endpoints(BreakerPolicy(), metrics, time.time)
     submitter = Submitter(
         store=store,  # type: ignore[arg-type]
         dispatcher=dispatcher,  # type: ignore[arg-type]
-        backpressure=Backpressure(1000, lambda held: None),
+        endpoints=endpoints,
+        fair_share=FairShare(
+            dispatcher,  # type: ignore[arg-type]
+            Backpressure(1000, lambda held: None),
+            endpoints,
+            1000,
+            time.perf_counter,
+        ),
         attempts=None,  # type: ignore[arg-type]  # nothing is deferred
         settler=FakeSettler(),  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
+        metrics=metrics,
         clock=time.time,
     )
     value = orjson.dumps(login(event_id="e-1"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -105,8 +107,14 @@ def test_due_time_bounds(attempt: int, retry_after: float | None) -> None:
         (1, 3, outcome_for_error(DeliveryTimeoutError(10)), "retry"),
         (3, 3, connection_error_outcome(OSError("refused")), "retry"),
         (4, 3, RETRYABLE, "dead_letter"),
-        (10, 10, classify_status(429), "retry"),
-        (11, 10, classify_status(429), "dead_letter"),
+        (10, 10, classify_status(408), "retry"),
+        (11, 10, classify_status(408), "dead_letter"),
+        # A 429 or a Retry-After never spends a retry (docs/contract.md §10).
+        (1, 0, classify_status(429), "defer"),
+        (11, 10, classify_status(429), "defer"),
+        (11, 10, replace(classify_status(503), retry_after=30.0), "defer"),
+        (1, 3, replace(classify_status(404), retry_after=30.0), "dead_letter"),
+        (1, 3, replace(classify_status(200), retry_after=30.0), "done"),
     ],
 )
 def test_next_step(attempts_done: int, max_retries: int, outcome: Outcome, step: str) -> None:

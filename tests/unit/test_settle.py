@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -62,17 +63,22 @@ def test_a_refused_destination_is_dead_lettered_with_its_reason() -> None:
     attempt=st.integers(1, 20),
     max_retries=st.integers(0, 10),
     status=st.sampled_from([200, 204, 301, 400, 404, 408, 425, 429, 500, 503]),
+    retry_after=st.none() | st.floats(0, 7200),
 )
 def test_after_attempt_spends_at_most_max_retries(
-    attempt: int, max_retries: int, status: int
+    attempt: int, max_retries: int, status: int, retry_after: float | None
 ) -> None:
-    """Stated in retry/policy.py: delivered → done; permanent → dead letter; retryable →
-    retry while the retries used so far (attempt - 1) are fewer than max_retries."""
-    outcome = classify_status(status)
+    """Stated in retry/policy.py: delivered → done; permanent → dead letter; a 429 or a
+    retryable answer with Retry-After → deferred, the attempt not counted; otherwise
+    retryable → retry while the retries used so far (attempt - 1) are fewer than
+    max_retries."""
+    outcome = replace(classify_status(status), retry_after=retry_after)
     settlement = after_attempt(attempt, outcome, max_retries)
     if 200 <= status < 300:
         assert settlement is FINISH
-    elif status in (408, 425, 429) or status >= 500:
+    elif status == 429 or (retry_after is not None and (status in (408, 425) or status >= 500)):
+        assert settlement == Defer(attempt, outcome)
+    elif status in (408, 425) or status >= 500:
         if attempt - 1 < max_retries:
             assert settlement == Retry(attempt, outcome)
         else:
