@@ -125,7 +125,8 @@ class CircuitBreaker:
                 self._attempts += 1
             else:
                 self._count(now, False)
-            return None
+            # A success can open it too: the one that brings the window to min_attempts.
+            return self._trip(now) if self._failures else None
         if probe and self.state == "half_open":
             self._probe_sent_at = None
             if result is Result.FAILURE:
@@ -135,15 +136,7 @@ class CircuitBreaker:
         if self.state != "closed" or result is Result.PERMANENT:
             return None
         self._count(now, result is Result.FAILURE)
-        policy = self._policy
-        if (
-            self._attempts >= policy.min_attempts
-            and self._failures >= policy.failure_ratio * self._attempts
-        ):
-            self.failing_since = now
-            self._open_for = policy.open_seconds
-            return self._open(now)
-        return None
+        return self._trip(now)
 
     def open_seconds(self, now: float) -> float:
         """How long the endpoint has failed without a successful probe; 0 when closed."""
@@ -168,6 +161,18 @@ class CircuitBreaker:
         if failed:
             bucket[2] += 1
             self._failures += 1
+
+    def _trip(self, now: float) -> BreakerState | None:
+        """Open it when the window holds enough attempts and enough of them failed."""
+        policy = self._policy
+        if (
+            self._attempts >= policy.min_attempts
+            and self._failures >= policy.failure_ratio * self._attempts
+        ):
+            self.failing_since = now
+            self._open_for = policy.open_seconds
+            return self._open(now)
+        return None
 
     def _open(self, now: float) -> BreakerState:
         self.state = "open"

@@ -157,12 +157,21 @@ class Endpoints:
             self._entered(endpoint, entered)
         return admission
 
-    def record(self, account_id: str, kind: EventKind, outcome: Outcome, probe: bool) -> None:
-        """An attempt to the endpoint ended with ``outcome``."""
+    def record(
+        self,
+        account_id: str,
+        kind: EventKind,
+        outcome: Outcome,
+        probe: bool,
+        now: float | None = None,
+    ) -> None:
+        """An attempt to the endpoint ended with ``outcome`` (``now``: the clock's time, when
+        the caller has read it already)."""
         endpoint = (self._agent if kind is EventKind.AGENT else self._call).get(account_id)
         if endpoint is None:
             return  # forgotten or restarted meanwhile (a new config)
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         outcome_kind = outcome.kind  # compared by identity: Enum.__hash__ is Python code
         if outcome_kind is OutcomeKind.DELIVERED:
             result = Result.SUCCESS
@@ -179,7 +188,7 @@ class Endpoints:
             result = Result.FAILURE if outcome_kind is OutcomeKind.RETRYABLE else Result.PERMANENT
             endpoint.last_failure_at = now
             endpoint.last_error = outcome.error
-            endpoint.count(now, 1, 1 if result is Result.FAILURE else 0, 0)
+            endpoint.count(now, 1, 1, 0)  # reported: any failure (the breaker: retryable ones)
         entered = endpoint.breaker.record(now, result, probe)
         if entered is not None:
             self._entered(endpoint, entered)
@@ -225,7 +234,8 @@ class Endpoints:
         if table.get(endpoint.account_id) is endpoint:
             del table[endpoint.account_id]
         key = (endpoint.account_id, endpoint.kind)
-        if self._open.pop(key, None) is not None:
+        if self._open.get(key) is endpoint:
+            del self._open[key]
             self._transitions["closed"].inc()
 
     def __len__(self) -> int:

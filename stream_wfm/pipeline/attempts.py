@@ -60,11 +60,12 @@ class Attempts:
         kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
         self._duration[kind].observe(elapsed)
         self.count(kind, outcome)
-        self._endpoints.record(event.account_id, kind, outcome, job.probe)
+        now = self._clock()  # one clock read for the breaker and the latency
+        self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
         if outcome.kind is OutcomeKind.DELIVERED:
             ts = work.source.timestamp_ms
             if ts is not None:
-                self._latency[kind].observe(max(0.0, self._clock() - ts / 1000))
+                self._latency[kind].observe(max(0.0, now - ts / 1000))
             self._settler.finish(work)
             return
         entry = self._store.get(event.account_id)

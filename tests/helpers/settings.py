@@ -17,6 +17,8 @@ TOPIC_FIELDS = {
     "config_topic": "config",
     "retry_topic_prefix": "retry",
     "dlq_topic": "dlq",
+    "notices_topic": "notices",
+    "health_topic": "health",
 }
 
 

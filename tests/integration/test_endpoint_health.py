@@ -1,6 +1,6 @@
 """Endpoint health with the real service, broker and receivers (docs/contract.md §10):
 fair share for a slow endpoint, the circuit breaker through an outage, auto-disable and
-re-enable."""
+re-enable, health records of two instances merged by the console."""
 
 from __future__ import annotations
 
@@ -14,14 +14,18 @@ from typing import Any
 
 import pytest
 
+from stream_wfm.console.health import merge_health
 from stream_wfm.health.records import decode_notice, parse_iso_utc
 from stream_wfm.retry.records import decode_dlq_record
 from stream_wfm.service import Service
 from tests.helpers.config import put_config
 from tests.helpers.receiver import Received, Receiver
+from tests.helpers.service import unique_instance_id
 from tests.helpers.settings import settings_env
 from tests.helpers.topics import produce_json, read_topic
 from tests.helpers.waiting import wait_until
+from tests.integration.test_console_health_http import health_cells, label_of, state_of
+from tests.integration.test_console_http import PASSWORD, start_console
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +223,53 @@ async def test_auto_disable_writes_a_notice_and_the_config_and_enable_delivers_a
 def _disabled(service: Service, account_id: str) -> bool:
     entry = service.store.get(account_id)
     return entry is not None and entry.disabled_reason is not None
+
+
+async def test_two_instances_publish_health_and_the_console_merges_them(
+    settings_factory: Any, receiver_factory: Any, service_process: Any
+) -> None:
+    """Two instances deliver one account's events (its agents spread over 4 partitions);
+    each publishes a health record under its own instance id, and the console merges
+    them: the attempts add up, the label is Healthy."""
+    settings = settings_factory(
+        topic_partitions=4,
+        # Static members (each its own STREAM_WFM_INSTANCE_ID, which names its health
+        # records too) form a stable group on the embedded broker with 6 s sessions.
+        kafka={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"},
+        console_password=PASSWORD,
+    )
+    receiver: Receiver = await receiver_factory()
+    put_config(
+        settings,
+        {"account_id": "both", "agent_login_events": True, "agent_event_url": receiver.url()},
+    )
+    ids = [unique_instance_id(settings) for _ in range(2)]
+    members = [await service_process(settings, STREAM_WFM_INSTANCE_ID=i).wait_ready() for i in ids]
+    topic = settings.agent_events_topic
+    await wait_until(
+        lambda: (
+            [m.metric("stream_wfm_assigned_partitions", topic=topic) for m in members] == [2.0, 2.0]
+        ),
+        60,
+        "4 partitions spread 2/2",
+    )
+    produce_json(settings, topic, [login("both", f"a{i}", f"e-{i}") for i in range(40)])
+    await receiver.wait_count(40, timeout=30)
+    console, stop = await start_console(settings)
+    try:
+        feed = state_of(console).health
+        await wait_until(
+            lambda: {r.instance_id for r in feed.records_of("both")} == set(ids),
+            30,
+            "a health record from each instance",
+        )
+        records = feed.records_of("both")
+        merged = merge_health(records, time.time())
+        await console.sign_in()
+        _status, html = await console.get("/accounts")
+    finally:
+        await stop()
+    assert all(r.endpoints["agent"].attempts_5m > 0 for r in records)  # both delivered some
+    assert merged.endpoints["agent"].attempts_5m == 40
+    assert merged.endpoints["agent"].instances == 2
+    assert label_of(health_cells(html)["both"]) == ("health-ok", "Healthy")

@@ -13,12 +13,21 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
+from stream_wfm.delivery.outcome import (
+    DEFERRAL_REASONS,
+    DEFERRALS,
+    Outcome,
+    classify_status,
+    connection_error_outcome,
+)
+from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.events import EventKind, decode_event
-from stream_wfm.health.breaker import BreakerPolicy
+from stream_wfm.health.breaker import Admission, BreakerPolicy
 from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.ops.metrics import Metrics
+from stream_wfm.pipeline.attempts import Attempts
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.commands import Command, Pause, Resume, Seek
 from stream_wfm.pipeline.fair_share import FairShare
@@ -27,7 +36,7 @@ from stream_wfm.pipeline.intake import Intake
 from stream_wfm.pipeline.lanes import Job
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.pipeline.retry_gate import RetryGate
-from stream_wfm.pipeline.settle import Settlement
+from stream_wfm.pipeline.settle import Defer, Retry, Settlement, after_attempt
 from stream_wfm.pipeline.submit import Submitter
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.records import RetryRecord, SourceRecord, encode_retry_record
@@ -517,3 +526,150 @@ def test_a_configured_traceparent_is_the_one_sent() -> None:
     assert [(n, v) for n, v in headers if n.lower() in ("traceparent", "tracestate")] == [
         ("traceparent", configured)
     ]
+
+
+# --- after an attempt: the breaker's probe, and deferrals -------------------------------
+
+
+class AttemptsRig:
+    def __init__(self, max_retries: int = 3) -> None:
+        self.now = 1_800_000_000.0
+        self.registry = CollectorRegistry()
+        metrics = Metrics(self.registry)
+        self.settler = FakeSettler()
+        self.endpoints = Endpoints(BreakerPolicy(), metrics, lambda: self.now)
+        self.attempts = Attempts(
+            store=TemplatedStore(max_retries=max_retries),  # type: ignore[arg-type]
+            settler=self.settler,  # type: ignore[arg-type]
+            endpoints=self.endpoints,
+            metrics=metrics,
+            clock=lambda: self.now,
+        )
+        self.tracker = PartitionTracker(AGENT, 0)
+        self.offsets = iter(range(1000))
+
+    def work(self) -> Work:
+        offset = next(self.offsets)
+        value = orjson.dumps(login(event_id=f"e-{offset}"))
+        self.tracker.add(offset)
+        event = decode_event(value, EventKind.AGENT, (AGENT, 0, offset))
+        source = SourceRecord(AGENT, 0, offset, None, value, None)
+        return Work(self.tracker, offset, source, EventKind.AGENT, event, 0)
+
+    def job(self, attempt: int, probe: bool = False) -> Job:
+        work = self.work()
+        assert work.event is not None
+        host = "http://127.0.0.1:9"
+        request = WebhookRequest("POST", f"{host}/hook", (), b"", 5.0, host, work.event.event_id)
+        return Job(request, work.event.order_key, attempt, work, probe)
+
+    def half_open(self) -> None:
+        """Ten 503 answers open account 1's agent endpoint; 30 s later it sends a probe."""
+        for _ in range(10):
+            assert self.endpoints.admit("1", EventKind.AGENT, None) is Admission.SEND
+            self.endpoints.record("1", EventKind.AGENT, classify_status(503), probe=False)
+        self.now += 30
+        assert self.endpoints.admit("1", EventKind.AGENT, None) is Admission.PROBE
+
+    def state(self) -> str:
+        endpoint = self.endpoints.get("1", EventKind.AGENT)
+        assert endpoint is not None
+        return endpoint.breaker.state
+
+    def deferred(self, reason: str) -> float:
+        labels = {"reason": reason}
+        return self.registry.get_sample_value("stream_wfm_events_deferred_total", labels) or 0.0
+
+    def deferred_5m(self) -> int:
+        endpoint = self.endpoints.get("1", EventKind.AGENT)
+        assert endpoint is not None
+        return endpoint.report(self.now).deferred_5m
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        classify_status(503),
+        classify_status(429),
+        classify_status(503, retry_after="120"),
+        connection_error_outcome(ConnectionRefusedError("refused")),
+    ],
+    ids=["503", "429", "503 with Retry-After", "connection refused"],
+)
+def test_a_probe_answered_retryably_is_deferred_without_spending_a_retry(outcome: Outcome) -> None:
+    rig = AttemptsRig()
+    rig.half_open()
+    job = rig.job(attempt=3, probe=True)
+    rig.attempts.on_outcome(job, outcome, 0.1)
+    assert rig.settler.settled == [(job.context, Defer(3, DEFERRALS["circuit_open"]))]
+    assert rig.settler.finished == []
+    assert rig.deferred("circuit_open") == 1
+    assert rig.deferred_5m() == 1
+    assert rig.state() == "open"  # for twice as long
+
+
+def test_a_probe_answered_2xx_closes_the_breaker_and_finishes() -> None:
+    rig = AttemptsRig()
+    rig.half_open()
+    job = rig.job(attempt=2, probe=True)
+    rig.attempts.on_outcome(job, classify_status(200), 0.1)
+    assert rig.settler.finished == [job.context]
+    assert rig.settler.settled == []
+    assert rig.state() == "closed"
+    assert rig.deferred("circuit_open") == 0
+
+
+def test_a_probe_answered_permanently_closes_the_breaker_and_is_dead_lettered() -> None:
+    rig = AttemptsRig()
+    rig.half_open()
+    job = rig.job(attempt=2, probe=True)
+    rig.attempts.on_outcome(job, classify_status(404), 0.1)
+    assert rig.settler.settled == [
+        (job.context, DeadLetter("permanent_status", 2, None, "HTTP 404", 404))
+    ]
+    assert rig.state() == "closed"
+    assert rig.deferred("circuit_open") == 0
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_retries", "outcome", "expected"),
+    [
+        (1, 3, classify_status(503), Retry(1, classify_status(503))),
+        (3, 3, classify_status(500), Retry(3, classify_status(500))),
+        (4, 3, classify_status(503), DeadLetter("retries_exhausted", 4, None, "HTTP 503", 503)),
+        (1, 0, classify_status(503), DeadLetter("retries_exhausted", 1, None, "HTTP 503", 503)),
+        (4, 3, classify_status(429), Defer(4, classify_status(429))),
+    ],
+)
+def test_an_attempt_that_is_no_probe_settles_as_the_retry_policy_says(
+    attempt: int, max_retries: int, outcome: Outcome, expected: Settlement
+) -> None:
+    rig = AttemptsRig(max_retries=max_retries)
+    rig.endpoints.admit("1", EventKind.AGENT, None)
+    job = rig.job(attempt)
+    rig.attempts.on_outcome(job, outcome, 0.1)
+    assert expected == after_attempt(attempt, outcome, max_retries)
+    assert rig.settler.settled == [(job.context, expected)]
+    assert rig.deferred("circuit_open") == 0
+    assert rig.deferred_5m() == 0
+
+
+def test_a_retryable_answer_while_half_open_that_is_no_probe_spends_a_retry() -> None:
+    rig = AttemptsRig()
+    rig.half_open()
+    job = rig.job(attempt=1)  # under way since before the breaker opened
+    rig.attempts.on_outcome(job, classify_status(503), 0.1)
+    assert rig.settler.settled == [(job.context, Retry(1, classify_status(503)))]
+    assert rig.state() == "half_open"  # only the probe decides
+
+
+def test_defer_counts_its_reason_and_settles_a_deferral_of_the_same_attempt() -> None:
+    rig = AttemptsRig()
+    rig.endpoints.admit("1", EventKind.AGENT, None)
+    for n, reason in enumerate(DEFERRAL_REASONS, start=1):
+        work = rig.work()
+        rig.attempts.defer(work, n, reason)
+        assert rig.settler.settled[-1] == (work, Defer(n, DEFERRALS[reason]))
+        assert rig.deferred(reason) == 1
+    assert DEFERRALS["circuit_open"].retriable
+    assert rig.deferred_5m() == len(DEFERRAL_REASONS)
