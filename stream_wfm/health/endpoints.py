@@ -32,6 +32,14 @@ REPORT_SECONDS: Final = 300
 _BUCKET_SECONDS: Final = 10
 
 Version = tuple[int, int] | None
+# Enum members as module constants: in Python 3.11 ``EventKind.AGENT`` runs a descriptor
+# (Python code, ~60 ns a time) where a global lookup is a cached load.
+_AGENT: Final = EventKind.AGENT
+_DELIVERED: Final = OutcomeKind.DELIVERED
+_RETRYABLE: Final = OutcomeKind.RETRYABLE
+_SUCCESS: Final = Result.SUCCESS
+_FAILURE: Final = Result.FAILURE
+_PERMANENT: Final = Result.PERMANENT
 Key = tuple[str, EventKind]
 
 
@@ -41,6 +49,7 @@ class Endpoint:
     __slots__ = (
         "account_id",
         "breaker",
+        "bucket_end",
         "buckets",
         "disabling",
         "kind",
@@ -59,6 +68,7 @@ class Endpoint:
         self.breaker = CircuitBreaker(policy)
         #: [bucket start, attempts, failures, deferred], oldest first.
         self.buckets: list[list[int]] = []
+        self.bucket_end = 0.0  # when the newest bucket ends
         self.last_success_at: float | None = None
         self.last_failure_at: float | None = None
         self.last_error: str | None = None
@@ -74,6 +84,7 @@ class Endpoint:
             while buckets and buckets[0][0] <= horizon:
                 buckets.pop(0)
             buckets.append([start, 0, 0, 0])
+            self.bucket_end = start + float(_BUCKET_SECONDS)
         bucket = buckets[-1]
         bucket[1] += attempts
         bucket[2] += failures
@@ -167,25 +178,25 @@ class Endpoints:
     ) -> None:
         """An attempt to the endpoint ended with ``outcome`` (``now``: the clock's time, when
         the caller has read it already)."""
-        endpoint = (self._agent if kind is EventKind.AGENT else self._call).get(account_id)
+        endpoint = (self._agent if kind is _AGENT else self._call).get(account_id)
         if endpoint is None:
             return  # forgotten or restarted meanwhile (a new config)
         if now is None:
             now = self._clock()
         outcome_kind = outcome.kind  # compared by identity: Enum.__hash__ is Python code
-        if outcome_kind is OutcomeKind.DELIVERED:
-            result = Result.SUCCESS
+        if outcome_kind is _DELIVERED:
+            result = _SUCCESS
             endpoint.last_success_at = now
-            # endpoint.count(now, 1, 0, 0), inline for the current bucket (once per event)
-            buckets = endpoint.buckets
-            if buckets and buckets[-1][0] == int(now) // _BUCKET_SECONDS * _BUCKET_SECONDS:
-                buckets[-1][1] += 1
+            # endpoint.count(now, 1, 0, 0), inline for the current bucket (once per event; a
+            # float comparison: int(now) would allocate)
+            if now < endpoint.bucket_end:
+                endpoint.buckets[-1][1] += 1
                 endpoint.last_active = now
                 endpoint.touched = True
             else:
                 endpoint.count(now, 1, 0, 0)
         else:
-            result = Result.FAILURE if outcome_kind is OutcomeKind.RETRYABLE else Result.PERMANENT
+            result = _FAILURE if outcome_kind is _RETRYABLE else _PERMANENT
             endpoint.last_failure_at = now
             endpoint.last_error = outcome.error
             endpoint.count(now, 1, 1, 0)  # reported: any failure (the breaker: retryable ones)
@@ -242,7 +253,7 @@ class Endpoints:
         return len(self._agent) + len(self._call)
 
     def _table(self, kind: EventKind) -> dict[str, Endpoint]:
-        return self._agent if kind is EventKind.AGENT else self._call
+        return self._agent if kind is _AGENT else self._call
 
     def _start(self, account_id: str, kind: EventKind, version: Version) -> Endpoint:
         key = (account_id, kind)
