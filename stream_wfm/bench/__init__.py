@@ -11,6 +11,7 @@ Modules:
 * :mod:`~stream_wfm.bench.harness` — the run's options, broker, receiver and service runs;
 * :mod:`~stream_wfm.bench.baselines` — the raw POST loop and raw consume baselines;
 * :mod:`~stream_wfm.bench.scenarios` — the service scenarios and what each measures;
+* :mod:`~stream_wfm.bench.signing` — what signing one request costs, in-process;
 * :mod:`~stream_wfm.bench.report` — the result, its ratios to the baselines, the table;
 * :mod:`~stream_wfm.bench.runner` — one run: its phases in order.
 """

@@ -104,12 +104,20 @@ class Harness:
         conf.pop("logger", None)  # a Python object: the raw consumer runs in another process
         return conf
 
-    def prepare(self, run: str, topic: str, fmt: str, filler: int = 0) -> Settings:
+    def prepare(
+        self,
+        run: str,
+        topic: str,
+        fmt: str,
+        filler: int = 0,
+        signing_secrets: tuple[str, ...] = (),
+    ) -> Settings:
         """Settings and topics of one service run, with its integration (and ``filler`` more)
-        posting ``fmt`` to the receiver."""
+        posting ``fmt`` to the receiver, signed with ``signing_secrets`` when given."""
         s = self.settings(run, topic)
         create_topics(s)
-        cfg = integration(ACCOUNT_ID, self.receiver.url("/agent"), fmt == "json")
+        url = self.receiver.url("/agent")
+        cfg = integration(ACCOUNT_ID, url, fmt == "json", signing_secrets)
         write_integrations(self.bootstrap, s.config_topic, [cfg], filler=filler)
         return s
 

@@ -55,6 +55,14 @@ def compare(r: BenchResult) -> list[Comparison]:
     if "throughput_eps" in json_r and "throughput_eps" in url_r:
         add("urlencoded vs json", url_r["throughput_eps"], "events/s",
             json_r["throughput_eps"], "json delivery")  # fmt: skip
+    signed = r.service.get("signed", {})
+    unsigned = r.service.get(signed.get("format", ""), {})
+    if "throughput_eps" in signed and "throughput_eps" in unsigned:
+        what = f"({signed['format']}, {_secrets(signed['signing_secrets'])})"
+        add(f"signed vs unsigned CPU per event {what}", signed["cpu_us_per_event"], "us/event",
+            unsigned["cpu_us_per_event"], f"unsigned {signed['format']} delivery")  # fmt: skip
+        add(f"signed vs unsigned throughput {what}", signed["throughput_eps"], "events/s",
+            unsigned["throughput_eps"], f"unsigned {signed['format']} delivery")  # fmt: skip
     filt = r.service.get("filtered", {})
     raw = r.baselines.get("raw_consume", {})
     if "events_per_second" in filt and raw.get("per_second"):
@@ -71,6 +79,10 @@ def compare(r: BenchResult) -> list[Comparison]:
             "group join time", None,
         ))  # fmt: skip
     return out
+
+
+def _secrets(count: int) -> str:
+    return "1 secret" if count == 1 else f"{count} secrets"
 
 
 def _num(value: float | None, unit: str = "") -> str:
@@ -122,6 +134,21 @@ def format_table(result: BenchResult) -> str:
                 _num(svc["cpu_us_per_event"], "us/ev"),
                 f"ready {svc['ready_seconds']:.2f} s; {svc['distinct']}/{svc['selected']} recv",
             ))  # fmt: skip
+    signed = result.service.get("signed")
+    if signed and "throughput_eps" in signed:
+        s = signed
+        rows.append((
+            f"stream-wfm, {s['format']} signed ({_secrets(s['signing_secrets'])})",
+            _num(s["throughput_eps"], "ev/s"), _num(s["cpu_us_per_event"], "us/ev"),
+            f"ready {s['ready_seconds']:.2f} s; {s['distinct']}/{s['selected']} recv",
+        ))  # fmt: skip
+    signing = result.service.get("signing")
+    if signing:
+        rows.append((
+            "signing one request (in-process)", "",
+            f"{_num(signing['sign_us_1'], 'us/req')} (1 secret), {_num(signing['sign_us_3'])} (3)",
+            f"build alone {_num(signing['build_us'], 'us')}",
+        ))  # fmt: skip
     filt = result.service.get("filtered")
     if filt and "events_per_second" in filt:
         rows.append((

@@ -9,8 +9,10 @@ One run:
 3. baselines: the raw POST loop of every shipped HTTP client against the
    receiver at the same concurrency; raw confluent-kafka consume of the
    custom-state events (and the group's join time);
-4. the service (``stream-wfm run`` subprocess) delivering the events as JSON,
-   then as URL-encoded; processing the custom-state events (all filtered out);
+4. the service (``stream-wfm run`` subprocess) delivering the events in the main
+   format, then again signed with one secret (and, in-process, what building and
+   signing one request costs with 1 and 3 secrets), then in the other format;
+   processing the custom-state events (all filtered out);
    in rate mode, side by side with a raw consumer of the same topic with the
    service's consumer settings; and, with ``integrations`` > 0, loaded with
    that many integrations (RSS);
@@ -31,7 +33,8 @@ from stream_wfm.bench import scenarios
 from stream_wfm.bench.baselines import raw_consume, raw_post, shipped_clients
 from stream_wfm.bench.harness import BenchOptions, Harness, default_transport
 from stream_wfm.bench.report import BenchResult, compare
-from stream_wfm.bench.workload import produce_events
+from stream_wfm.bench.signing import signing_cost
+from stream_wfm.bench.workload import SIGNING_SECRETS, produce_events
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.terminal.progress import Phases
 
@@ -41,7 +44,7 @@ def run_bench(options: BenchOptions, progress: Phases) -> BenchResult:
     o, p = options, progress
     result = BenchResult(asdict(o), o.transport or default_transport())
     clients = shipped_clients()
-    p.plan(6 + len(clients) + (1 if o.integrations > 0 else 0))
+    p.plan(7 + len(clients) + (1 if o.integrations > 0 else 0))
     with Harness.started(o, p) as h:
         main_topic, filtered_topic = h.name("events"), h.name("custom")
         for topic in (main_topic, filtered_topic):
@@ -62,6 +65,12 @@ def run_bench(options: BenchOptions, progress: Phases) -> BenchResult:
         for fmt in (o.format, "urlencoded" if o.format == "json" else "json"):
             p.phase(f"service: {fmt} delivery", selected)
             result.service[fmt] = scenarios.deliver(h, fmt, main_topic, o.events, selected)
+            if fmt == o.format:  # signed right after unsigned: the least drift between them
+                p.phase(f"service: {fmt} delivery, signed (1 secret)", selected)
+                result.service["signed"] = scenarios.deliver(
+                    h, fmt, main_topic, o.events, selected, signing_secrets=SIGNING_SECRETS[:1]
+                )
+                result.service["signing"] = signing_cost(fmt)
         p.phase("service: filtered events", o.filtered_count)
         result.service["filtered"] = scenarios.filtered_out(h, filtered_topic)
         p.phase("latency at a steady rate", int(o.rate * o.duration))

@@ -1,7 +1,7 @@
 """The service scenarios, each a ``stream-wfm run`` subprocess on the harness: delivering the
-events as JSON or URL-encoded; processing custom-state events (all filtered out); latency at a
-steady rate, side by side with a raw consumer of the same topic with the service's consumer
-settings; and start-up and RSS with many integrations loaded.
+events as JSON or URL-encoded, unsigned or signed; processing custom-state events (all
+filtered out); latency at a steady rate, side by side with a raw consumer of the same topic
+with the service's consumer settings; and start-up and RSS with many integrations loaded.
 
 Steady-state figures use the window between 10 % and 90 % of the events, so
 start-up and the tail do not count; CPU in that window is interpolated from
@@ -38,12 +38,21 @@ def _steady_window(times: list[int]) -> tuple[int, int, int, int]:
     return i10, i90, times[i10], times[i90]
 
 
-def deliver(h: Harness, fmt: str, topic: str, events: int, selected: int) -> dict[str, Any]:
-    """The service delivering the pre-produced ``topic`` as ``fmt``: what arrived, start-up,
-    and the steady-state throughput and CPU per event."""
+def deliver(
+    h: Harness,
+    fmt: str,
+    topic: str,
+    events: int,
+    selected: int,
+    signing_secrets: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The service delivering the pre-produced ``topic`` as ``fmt`` (signed with
+    ``signing_secrets`` when given): what arrived, start-up, and the steady-state throughput
+    and CPU per event."""
     receiver = h.receiver
     receiver.reset()
-    s = h.prepare(fmt, topic, fmt)
+    run = f"{fmt}-signed" if signing_secrets else fmt
+    s = h.prepare(run, topic, fmt, signing_secrets=signing_secrets)
     with h.service(s) as svc:
         ready = svc.ready_seconds
         cpu0 = svc.cpu_seconds()
@@ -64,6 +73,7 @@ def deliver(h: Harness, fmt: str, topic: str, events: int, selected: int) -> dic
     distinct = len(set(ids))
     result: dict[str, Any] = {
         "format": fmt,
+        "signing_secrets": len(signing_secrets),
         "events": events,
         "selected": selected,
         "received": len(ids),

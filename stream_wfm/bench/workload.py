@@ -1,4 +1,5 @@
-"""What the bench produces: realistic agent-state events, integration configs, sample requests.
+"""What the bench produces: realistic agent-state events, integration configs (unsigned, or
+signed with :data:`SIGNING_SECRETS`), sample requests.
 
 Events are ~430-byte agent-state events (docs/contract.md §2 field order) of many agents of
 one account, keyed ``{account_id}:{agent_id}``. A *selected* event is in a
@@ -12,6 +13,7 @@ is unique; in rate mode it also carries the producer's send time
 
 from __future__ import annotations
 
+import base64
 import itertools
 import threading
 import time
@@ -31,6 +33,10 @@ DEFAULT_STATES: Final = (
     "AVAILABLE", "ON BREAK", "AWAY", "LUNCH", "TRAINING", "ENGAGED", "WORKING", "TRANSITION",
 )  # fmt: skip
 AUTH_HEADER: Final = ("Authorization", "Basic YmVuY2g6YmVuY2gtc2VjcmV0LXZhbHVl")
+#: Signing secrets of the signed runs (32-byte keys, like the console's), newest first.
+SIGNING_SECRETS: Final = tuple(
+    "whsec_" + base64.b64encode(bytes([n]) * 32).decode() for n in (3, 2, 1)
+)
 
 
 def is_selected(n: int, fraction: float) -> bool:
@@ -156,8 +162,10 @@ class RateProducer:
         producer.flush(30)
 
 
-def integration(account_id: str, url: str, as_json: bool) -> dict[str, Any]:
-    return {
+def integration(
+    account_id: str, url: str, as_json: bool, signing_secrets: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
         "account_id": account_id,
         "enabled": True,
         "agent_event_url": url,
@@ -172,6 +180,9 @@ def integration(account_id: str, url: str, as_json: bool) -> dict[str, Any]:
         "max_retries": 3,
         "timeout_seconds": 10,
     }
+    if signing_secrets:
+        cfg["signing_secrets"] = list(signing_secrets)
+    return cfg
 
 
 def _filler_record(n: int) -> tuple[bytes, bytes]:

@@ -45,9 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     put.add_argument("--file", required=True, help="JSON file; - reads standard input")
     put.set_defaults(func=cmd_put)
 
-    get = csub.add_parser("get", help="show an integration (header values masked)")
+    get = csub.add_parser(
+        "get", help="show an integration (header values and signing secrets masked)"
+    )
     get.add_argument("account_id")
-    get.add_argument("--show-secrets", action="store_true", help="print header values")
+    get.add_argument(
+        "--show-secrets", action="store_true", help="print header values and signing secrets"
+    )
     get.set_defaults(func=cmd_get)
 
     lst = csub.add_parser("list", help="list integrations")

@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from stream_wfm import __version__
-from stream_wfm.console import actions, auth, deadletters, reenabling, urls, views
+from stream_wfm.console import actions, auth, deadletters, reenabling, signing, urls, views
 from stream_wfm.console.changes import ConfigChanges
 from stream_wfm.console.healthfeed import HealthFeed
 from stream_wfm.console.jobs import ReenableFn, ReenableJobs
@@ -114,9 +114,11 @@ def _routes(app: web.Application) -> None:
     r.add_get(urls.ACCOUNTS, views.accounts_list)
     r.add_get(urls.NEW_INTEGRATION, views.new_integration)
     r.add_post(urls.NEW_INTEGRATION, views.create_integration)
+    r.add_post(urls.signing_url(None), signing.new_integration_signing)
     r.add_get(_ACCOUNT, views.show_integration)
     r.add_post(_ACCOUNT, views.save_integration)
     r.add_post(_ACCOUNT + "/test", actions.test_event)
+    r.add_post(_ACCOUNT + "/signing", signing.account_signing)
     r.add_get(_ACCOUNT + "/reenable", reenabling.reenable_status)
     r.add_post(_ACCOUNT + "/reenable", reenabling.reenable_integration)
     r.add_get(_ACCOUNT + "/delete", actions.confirm_delete)

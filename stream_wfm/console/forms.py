@@ -11,6 +11,11 @@ row's header name â€” unless a URL now goes to another origin (:mod:`.saved`) â€
 new value replaces it and the remove box drops the header. Values typed into the
 form are shown again only when the same form comes back (Add header, or an
 error), like any other typed text.
+
+Signing secrets have no control of their own: the form shows each saved one by its
+position and :func:`~stream_wfm.integrations.signing.fingerprint`, and saving keeps
+them, as :mod:`.saved` allows. The signing buttons (:mod:`.signing`) save the form with
+the secrets they ask for.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from stream_wfm.console.inputs import strict_int, strict_number
 from stream_wfm.console.saved import SavedSecrets
 from stream_wfm.integrations.exceptions import FieldError
 from stream_wfm.integrations.model import IntegrationConfig
+from stream_wfm.integrations.signing import MAX_SIGNING_SECRETS, fingerprint
 
 #: The checkboxes, in the order of the page.
 EVENT_FIELDS: Final = (
@@ -47,6 +53,7 @@ LABELS: Final = {
     "agent_logout_events": "Agent Logout Events",
     "end_call_events": "End Call Events",
     "headers": "Custom Headers",
+    "signing_secrets": "Signing secrets",
     "enabled": "Enabled",
     "max_retries": "Max Retries",
     "timeout_seconds": "Timeout (seconds)",
@@ -65,6 +72,11 @@ MOVED_ORIGIN: Final = (
 _ROW_MOVED: Final = (
     "Type this value again: a URL now goes to another site, and a saved value is only "
     "sent to the site it was saved for."
+)
+MOVED_SIGNING: Final = (
+    "a URL now goes to another site (scheme, host or port), and saved signing secrets are "
+    "only used for the sites they were made for: Generate secret replaces them with a new "
+    "one, or keep the URLs on their sites"
 )
 _ROW_RENAMED: Final = (
     "Type a value for this header: a saved value stays with the name it was saved under."
@@ -216,18 +228,23 @@ def _kept_disabling(form: IntegrationForm, saved: IntegrationConfig | None) -> d
 
 
 def config_data(
-    form: IntegrationForm, saved: IntegrationConfig | None
+    form: IntegrationForm, saved: IntegrationConfig | None, signing: list[str] | None = None
 ) -> tuple[dict[str, Any], list[FieldError]]:
-    """The config dict to validate, and the problems of the header rows (empty when every
-    row made sense).
+    """The config dict to validate, and the problems of the header rows and the signing
+    secrets (empty when everything made sense).
 
     ``saved`` is the account's saved config (None: a new integration); rows whose value
     box is left empty keep its values as :class:`~.saved.SavedSecrets` allows, and its
     ``disabled_reason``/``disabled_at`` are kept while ``Enabled`` stays unticked.
+    ``signing``: the signing secrets a signing button asks for, newest first (None: the
+    saved ones); saved ones among them are kept only as :class:`~.saved.SavedSecrets`
+    allows.
     """
     secrets = SavedSecrets.of(saved)
     moved = not secrets.may_go_to((form.agent_event_url, form.call_event_url))
     headers = _headers(form.rows, secrets, moved)
+    signing_secrets = list(secrets.signing) if signing is None else signing
+    carried = any(secret in secrets.signing for secret in signing_secrets)
     data: dict[str, Any] = {
         "account_id": form.account_id,
         "agent_event_url": form.agent_event_url,
@@ -238,17 +255,59 @@ def config_data(
         "timeout_seconds": _number_or_text(form.timeout_seconds),
         **_kept_disabling(form, saved),
     }
+    if signing_secrets and not (carried and moved):
+        data["signing_secrets"] = signing_secrets
     problems: list[FieldError] = []
     if any(row.error == _ROW_MOVED for row in form.rows):
         problems.append(FieldError("headers", MOVED_ORIGIN))
     elif any(row.error is not None for row in form.rows):
         problems.append(FieldError("headers", ROWS_NEED_ATTENTION))
+    if carried and moved:
+        problems.append(FieldError("signing_secrets", MOVED_SIGNING))
     return data, problems
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSigningSecret:
+    """A saved signing secret as the page shows it: never the secret itself."""
+
+    position: int  # 1 is the newest
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class SigningView:
+    """The ``Signing secrets`` section of the form: the saved secrets, and which buttons
+    make sense. ``moved``: a URL of the form goes to another site than the saved ones,
+    where the saved secrets are not used (``Generate secret`` then replaces them)."""
+
+    secrets: tuple[SavedSigningSecret, ...] = ()
+    moved: bool = False
+
+    @property
+    def can_generate(self) -> bool:
+        return not self.secrets or self.moved
+
+    @property
+    def can_rotate(self) -> bool:
+        return 0 < len(self.secrets) < MAX_SIGNING_SECRETS and not self.moved
+
+
+def signing_view(form: IntegrationForm, saved: IntegrationConfig | None) -> SigningView:
+    """The signing section for ``form`` over the account's ``saved`` config."""
+    if saved is None or not saved.signing_secrets:
+        return SigningView()
+    shown = tuple(
+        SavedSigningSecret(position, fingerprint(secret.get_secret_value()))
+        for position, secret in enumerate(saved.signing_secrets, start=1)
+    )
+    moved = not SavedSecrets.of(saved).may_go_to((form.agent_event_url, form.call_event_url))
+    return SigningView(shown, moved)
 
 
 def _sentence(field_name: str, message: str) -> str:
     label = LABELS.get(field_name)
-    if label is None or field_name == "headers":
+    if label is None or field_name in ("headers", "signing_secrets"):
         text = f"{field_name}: {message}" if label is None and field_name else message
     else:
         text = f"{label} {message}"

@@ -1,8 +1,9 @@
 """Saved secret values the browser never sees, and where they may be sent.
 
-Saved header values (and, once they exist, signing secrets: the same rule applies)
-never go back to the browser, so a form that leaves one empty asks to keep it. The
-server decides what is kept, from the saved config alone:
+Saved header values and signing secrets never go back to the browser, so a form that
+leaves a header value empty asks to keep it, and a form says nothing of the signing
+secrets (they are kept, unless a signing button asks otherwise). The server decides
+what is kept, from the saved config alone:
 
 * **by name**: an empty row keeps the value saved under exactly the row's header name.
   The form's ``header_saved_<i>`` fields and row numbers are display hints; they never
@@ -12,6 +13,8 @@ server decides what is kept, from the saved config alone:
   those origins; when a URL moves to another origin the value must be typed again, so a
   credential for ``https://wfm.example.com`` never follows a URL changed to another
   site — not on save, and not in ``Send test event``, which sends the form's unsaved URL.
+  The same holds for signing secrets: they cannot be typed in again (the console only
+  generates them), so when a URL moves, ``Generate secret`` replaces them with a new one.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class SavedSecrets:
 
     values: Mapping[str, str] = field(default_factory=dict)
     origins: frozenset[str] = frozenset()
+    signing: tuple[str, ...] = ()  # the signing secrets, newest first
 
     @classmethod
     def of(cls, config: IntegrationConfig | None) -> SavedSecrets:
@@ -78,6 +82,7 @@ class SavedSecrets:
         return cls(
             values={name: secret.get_secret_value() for name, secret in config.headers.items()},
             origins=frozenset(o for url in urls if url and (o := origin_of(url)) is not None),
+            signing=tuple(secret.get_secret_value() for secret in config.signing_secrets),
         )
 
     def value(self, name: str) -> str | None:

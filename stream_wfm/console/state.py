@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -11,6 +11,7 @@ from stream_wfm.console.clients import Client, request_client
 from stream_wfm.console.healthfeed import HealthFeed
 from stream_wfm.console.jobs import ReenableJobs
 from stream_wfm.console.ratelimit import SignInLimiter
+from stream_wfm.console.reveal import Reveals
 from stream_wfm.console.sessions import Session, SessionCodec
 from stream_wfm.delivery.transport import Transport
 from stream_wfm.integrations.store import ConfigStore, Entry
@@ -33,6 +34,7 @@ class Console:
     health: HealthFeed
     jobs: ReenableJobs
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    reveals: Reveals = field(default_factory=Reveals)  # new signing secrets, shown once
 
 
 CONSOLE = web.AppKey("console", Console)

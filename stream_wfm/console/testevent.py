@@ -3,8 +3,9 @@ the service would send it.
 
 The sample goes through :func:`~stream_wfm.events.decode_event`, the request
 template of the config in the form (:func:`~stream_wfm.delivery.request.compile_template`,
-as the service compiles it: URL, format, configured headers) and the transport's
-``send_with_response`` (destination guard, timeout, no redirects). Its
+as the service compiles it: URL, format, configured headers, signing secrets) and the
+transport's ``send_with_response`` (destination guard, timeout, no redirects; a signed
+request is signed as it is sent, like the service's). Its
 ``event_id`` is ``test-<uuid>``, so the receiver sees ``X-WFM-Event-Id: test-…``.
 It is sent even when the integration would filter such an event; the result says so.
 
@@ -150,6 +151,7 @@ class SentTestEvent:
     url: str | None
     json_body: bool
     header_names: tuple[str, ...]
+    signed: bool  # with the signature headers (docs/contract.md §11)
     delivered: bool
     outcome: str
     status: int | None
@@ -200,6 +202,7 @@ async def send_test_event(
             config.send_body_as_json,
             (),
             False,
+            False,
             "not sent",
             None,
             "no URL is set for this kind of event",
@@ -216,6 +219,7 @@ async def send_test_event(
         url=request.url,
         json_body=template.as_json,
         header_names=tuple(name for name, _ in request.headers if name != EVENT_ID_HEADER),
+        signed=request.signed,
         delivered=outcome.kind is OutcomeKind.DELIVERED,
         outcome=str(outcome.kind),
         status=outcome.status,

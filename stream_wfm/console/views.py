@@ -1,5 +1,6 @@
 """The accounts list and the "Generic HTTP" integration pages (view and save), with
-each account's endpoint health (docs/contract.md §9, §10)."""
+each account's endpoint health (docs/contract.md §9, §10). The signing buttons save
+through :func:`save_form` too (:mod:`~stream_wfm.console.signing`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from stream_wfm.console.forms import (
     errors_by_control,
     form_from_config,
     form_from_post,
+    signing_view,
 )
 from stream_wfm.console.healthview import integration_health, labels_of
 from stream_wfm.console.pages import message, render, see_other
@@ -108,10 +110,12 @@ def integration_page(
     status: int = 200,
     refused: str = "Nothing was saved",
     test_unsaved: bool = False,
+    revealed: str | None = None,
 ) -> web.Response:
     """The integration form; ``account_id`` None is the new-integration page. ``refused``
     heads the list of ``errors``: what did not happen; ``test_unsaved``: the ``test``
-    was sent with settings that are not saved."""
+    was sent with settings that are not saved; ``revealed``: a new signing secret, shown
+    this once."""
     if sample is None and entry is not None:
         sample = default_sample(entry.config)
     context: dict[str, Any] = {
@@ -129,6 +133,9 @@ def integration_page(
         "sample": sample,
         "action": urls.NEW_INTEGRATION if account_id is None else urls.account_url(account_id),
         "account_url": None if account_id is None else urls.account_url(account_id),
+        "signing": signing_view(form, None if entry is None else entry.config),
+        "signing_action": urls.signing_url(account_id),
+        "revealed": revealed,
         **integration_health(console_of(request), entry),
     }
     return render(request, "integration.html", context, status)
@@ -164,6 +171,10 @@ async def show_integration(request: web.Request) -> web.StreamResponse:
             f"Account {account_id} has no Generic HTTP integration.",
             link=(urls.NEW_INTEGRATION, "New integration"),
         )
+    token = request.query.get(urls.REVEAL_PARAM)
+    revealed = None
+    if token:
+        revealed = console.reveals.take(session_of(request).sid, account_id, token)
     return integration_page(
         request,
         account_id=account_id,
@@ -174,6 +185,7 @@ async def show_integration(request: web.Request) -> web.StreamResponse:
             if request.query.get("redriven") == "0" and not entry.disabled_reason
             else _NOTICES.get(request.query.get("saved", ""))
         ),
+        revealed=revealed,
     )
 
 
@@ -208,12 +220,13 @@ async def create_integration(request: web.Request) -> web.StreamResponse:
 
 
 def check_form(
-    form: IntegrationForm, entry: Entry | None
+    form: IntegrationForm, entry: Entry | None, signing: list[str] | None = None
 ) -> tuple[IntegrationConfig | None, list[FieldError]]:
     """The config the form asks for, or None and why not. ``entry`` is the account's
-    saved integration (None: a new one); its header values are kept as
-    :mod:`~stream_wfm.console.saved` allows."""
-    data, row_problems = config_data(form, None if entry is None else entry.config)
+    saved integration (None: a new one); its header values and signing secrets are kept
+    as :mod:`~stream_wfm.console.saved` allows. ``signing``: the signing secrets a signing
+    button asks for (None: the saved ones)."""
+    data, row_problems = config_data(form, None if entry is None else entry.config, signing)
     try:
         config = validate_config(data, form.account_id)
     except ConfigValidationError as exc:
@@ -248,14 +261,28 @@ def refused_page(
 
 async def _save(request: web.Request, account_id: str | None, entry: Entry | None) -> web.Response:
     """Save the posted form of ``account_id``'s page (None: the new-integration page)."""
-    console = console_of(request)
     post = await request.post()
     form = form_from_post(post, account_id)
     if post.get("action") == "add_header":
         return integration_page(
             request, account_id=account_id, form=form.with_empty_row(), entry=entry
         )
-    config, problems = check_form(form, entry)
+    return await save_form(request, account_id, entry, form)
+
+
+async def save_form(
+    request: web.Request,
+    account_id: str | None,
+    entry: Entry | None,
+    form: IntegrationForm,
+    *,
+    signing: list[str] | None = None,
+    new_secret: str | None = None,
+) -> web.Response:
+    """Check and write ``form`` (with the ``signing`` secrets a signing button asks for),
+    then redirect to the integration as read back; that page shows ``new_secret``, once."""
+    console = console_of(request)
+    config, problems = check_form(form, entry, signing)
     if account_id is None and console.store.get(form.account_id) is not None:
         problems.append(
             FieldError(
@@ -288,6 +315,7 @@ async def _save(request: web.Request, account_id: str | None, entry: Entry | Non
             "account_id": config.account_id,
             "user": session_of(request).user,
             "header_names": ",".join(config.headers),
+            "signing_secrets": len(config.signing_secrets),
         },
     )
     saved_config = config
@@ -295,6 +323,9 @@ async def _save(request: web.Request, account_id: str | None, entry: Entry | Non
     query = "?saved=1" if seen else "?saved=0"
     if entry is not None and entry.disabled_reason is not None and config.disabled_reason is None:
         query += "&redriven=0"  # enabled with the form: nothing was redriven
+    if new_secret is not None:
+        token = console.reveals.put(session_of(request).sid, config.account_id, new_secret)
+        query += f"&{urls.REVEAL_PARAM}={token}"
     return see_other(urls.account_url(config.account_id) + query)
 
 

@@ -201,8 +201,11 @@ class AiohttpTransport:
         if refusal is not None:
             return outcome_for_error(DestinationRefusedError(refusal)), b""
         session = self._get_session()
+        headers = request.headers
+        if request.signed:  # signed now, as it is sent (docs/contract.md §11)
+            headers += request.signature_headers()
         kwargs: dict[str, Any] = {
-            "headers": request.headers,
+            "headers": headers,
             "allow_redirects": False,
             "timeout": self._timeout(request.timeout),
         }

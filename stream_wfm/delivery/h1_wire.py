@@ -101,8 +101,9 @@ def encode_request(
     request: WebhookRequest, host_header: str, blocks: HeaderBlocks | None = None
 ) -> bytes:
     """The request's bytes on the wire: request line, ``Host``, the request's headers in
-    order and as spelled, ``Content-Length``, the body. ``blocks`` caches the encoding of
-    all headers but the last."""
+    order and as spelled, a signed request's signature headers (made now, as it is about
+    to be written), ``Content-Length``, the body. ``blocks`` caches the encoding of all
+    headers but the last of :attr:`~WebhookRequest.headers`."""
     headers = request.headers
     fixed = headers[:-1]
     block = None if blocks is None else blocks.get(fixed)
@@ -116,12 +117,9 @@ def encode_request(
         line_bytes = line.encode("latin-1")
     except UnicodeEncodeError:
         raise UnencodableRequestError("the host is not Latin-1 text") from None
+    last = headers[-1:]
+    if request.signed:
+        last += request.signature_headers()
     return b"".join(
-        (
-            line_bytes,
-            block,
-            encode_headers(headers[-1:]),
-            b"Content-Length: %d\r\n\r\n" % len(body),
-            body,
-        )
+        (line_bytes, block, encode_headers(last), b"Content-Length: %d\r\n\r\n" % len(body), body)
     )

@@ -247,12 +247,13 @@ class PyreqwestTransport:
     def _builder(
         self, client: Client, entry: _Host, request: WebhookRequest, timeout: timedelta
     ) -> RequestBuilder:
-        """The request builder for ``request`` on ``client`` (headers, timeout, body)."""
-        builder = (
-            client.request(request.method, entry.url(request.url))
-            .headers(request.headers)
-            .timeout(timeout)
-        )
+        """The request builder for ``request`` on ``client`` (headers, timeout, body); a
+        signed request is signed now, as it is sent (docs/contract.md §11)."""
+        headers = request.headers
+        if request.signed:
+            headers += request.signature_headers()
+        builder = client.request(request.method, entry.url(request.url)).headers(headers)
+        builder = builder.timeout(timeout)
         if request.body:
             builder = builder.body_bytes(request.body)
         return builder

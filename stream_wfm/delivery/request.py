@@ -23,14 +23,21 @@ Headers, in order: the configured headers, ``User-Agent`` (unless configured),
 the same name wins: a configured ``traceparent`` leaves out both of the input's (its
 ``tracestate`` belongs to its ``traceparent``), a configured ``tracestate`` the input's
 ``tracestate``.
+
+Signed webhooks (docs/contract.md §11): an integration with ``signing_secrets``
+compiles to a signed template (:mod:`stream_wfm.delivery.signing`), whose requests the
+transport stamps with their signature headers as it sends them
+(:attr:`WebhookRequest.signed`, :meth:`WebhookRequest.signature_headers`). Unsigned
+integrations build plain :class:`WebhookRequest` s exactly as before: signing costs them
+one class attribute read in the transport.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import quote_plus, urlsplit
 
 import orjson
@@ -89,6 +96,11 @@ class WebhookRequest:
     host_key: str
     event_id: str
 
+    #: Whether the transport adds :meth:`signature_headers` after :attr:`headers` as it
+    #: sends the request (a :class:`~stream_wfm.delivery.signing.SignedWebhookRequest`). A
+    #: class attribute: a plain request pays nothing for signing but reading it.
+    signed: ClassVar[bool] = False
+
     def __repr__(self) -> str:
         names = tuple(name for name, _ in self.headers)
         return (
@@ -96,6 +108,16 @@ class WebhookRequest:
             f"header_names={names!r}, body_bytes={len(self.body)}, timeout={self.timeout!r}, "
             f"event_id={self.event_id!r})"
         )
+
+    def signature_headers(self, now: float | None = None) -> tuple[tuple[str, str], ...]:
+        """The signature headers to send after :attr:`headers`, made at ``now`` (Unix
+        seconds; default: the clock): none, as this request is not signed."""
+        return ()
+
+    def stamped(self, now: float | None = None) -> WebhookRequest:
+        """The request with every header it is sent with (signature headers made at
+        ``now``): this one, as it is not signed."""
+        return self
 
 
 def redacted_url(url: str) -> str:
@@ -220,11 +242,18 @@ class RequestTemplate:
         "headers",
         "host_key",
         "kind",
+        "make_request",
         "query_prefix",
         "timeout",
         "trace_limit",
         "url",
     )
+
+    #: What :meth:`build` makes its request with: :class:`WebhookRequest`, or a signed one
+    #: (:class:`~stream_wfm.delivery.signing.SignedRequestTemplate`).
+    make_request: Callable[
+        [str, str, tuple[tuple[str, str], ...], bytes, float, str, str], WebhookRequest
+    ]
 
     def __init__(
         self,
@@ -240,6 +269,7 @@ class RequestTemplate:
         self.as_json = as_json
         self.timeout = timeout
         self.host_key = host_key_of(url)
+        self.make_request = WebhookRequest
         # How much of an event's trace context (traceparent, then tracestate) is sent:
         # none when traceparent is configured, only traceparent when tracestate is.
         names = {name.lower() for name, _ in headers}
@@ -273,14 +303,14 @@ class RequestTemplate:
         try:
             if self.as_json:
                 body = orjson.dumps({name: data[name] for name in fields if name in data})
-                return WebhookRequest(
+                return self.make_request(
                     "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
                 )
             query = "&".join(self._pairs(data, fields))
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
         # The payload is never empty: account_id and event_type are in every list.
-        return WebhookRequest(
+        return self.make_request(
             "POST",
             self.query_prefix + query,
             headers,
@@ -311,7 +341,8 @@ def compile_template(
     cfg: IntegrationConfig, kind: EventKind, user_agent: str = DEFAULT_USER_AGENT
 ) -> RequestTemplate | None:
     """The template for events of ``kind`` under ``cfg``; None when ``cfg`` has
-    no URL for that kind."""
+    no URL for that kind. With ``signing_secrets``, a signed one
+    (:func:`~stream_wfm.delivery.signing.signed_template`)."""
     url = cfg.url_for(kind)
     if url is None:
         return None
@@ -321,4 +352,11 @@ def compile_template(
         headers.append(("User-Agent", user_agent))
     if cfg.send_body_as_json and "content-type" not in configured:
         headers.append(("Content-Type", "application/json"))
-    return RequestTemplate(kind, url, tuple(headers), cfg.send_body_as_json, cfg.timeout_seconds)
+    as_json = cfg.send_body_as_json
+    if not cfg.signing_secrets:
+        return RequestTemplate(kind, url, tuple(headers), as_json, cfg.timeout_seconds)
+    # Imported here: the signed template builds on this module's (once per config and kind).
+    from stream_wfm.delivery.signing import signed_template
+
+    secrets = cfg.signing_secrets
+    return signed_template(kind, url, tuple(headers), as_json, cfg.timeout_seconds, secrets)

@@ -23,9 +23,15 @@ Rules beyond the field types and ranges of docs/contract.md §3:
   characters, unique ignoring case; values are at most 8192 characters of
   printable ASCII, space and tab (so no CR, LF or other control character).
   ``Host``, ``Content-Length``, ``Transfer-Encoding`` and ``Connection``
-  (docs/contract.md §3) and ``X-WFM-Event-Id`` (the service sets it from the event) cannot
-  be set. ``User-Agent`` and ``Content-Type`` may be set: a configured one
-  replaces the service's own.
+  (docs/contract.md §3), ``X-WFM-Event-Id`` (the service sets it from the event) and the
+  Standard Webhooks headers ``webhook-id``, ``webhook-timestamp`` and
+  ``webhook-signature`` (signed or not: a receiver must never see a signature the
+  service did not make) cannot be set. ``User-Agent`` and ``Content-Type`` may be set: a
+  configured one replaces the service's own.
+* ``signing_secrets`` (signed webhooks, docs/contract.md §11): a list of at most 3,
+  newest first, each ``whsec_`` and the standard base64 (padded, in its one canonical
+  spelling) of 24 to 64 bytes, none twice (:mod:`stream_wfm.integrations.signing`).
+  Null means none, as an empty list does; the record is written with ``[]``.
 * Booleans must be JSON booleans and numbers JSON numbers (no ``"true"`` or
   ``"3"``); ``max_retries`` accepts an integral float such as ``3.0``, as JSON
   Schema's ``integer`` does. A number of any size (thousands of digits), or a
@@ -36,8 +42,9 @@ Rules beyond the field types and ranges of docs/contract.md §3:
   A number beyond a double (``1e400``, 309+ digits) is decoded as infinity, so
   its field gets the error rather than "not valid JSON".
 
-Header values are :class:`~pydantic.SecretStr`: they never show in ``repr``,
-in logs or in validation messages, which name the header but never its value.
+Header values and signing secrets are :class:`~pydantic.SecretStr`: they never show in
+``repr``, in logs or in validation messages, which name the header or the secret's
+position but never its value.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from pydantic_core import ErrorDetails
 from stream_wfm.events import EventKind
 from stream_wfm.hostnames import InvalidHostError, ascii_host
 from stream_wfm.integrations.exceptions import ConfigValidationError, FieldError
+from stream_wfm.integrations.signing import SIGNATURE_HEADER_NAMES, signing_secret_problems
 
 __all__ = [
     "FORBIDDEN_HEADER_NAMES",
@@ -91,6 +99,7 @@ TIMEOUT_MAX: Final = 30
 #: Header names a config cannot set (lower case).
 FORBIDDEN_HEADER_NAMES: Final = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "x-wfm-event-id"}
+    | set(SIGNATURE_HEADER_NAMES)
 )
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -203,6 +212,11 @@ class IntegrationConfig(BaseModel):
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra request headers; values are secrets."
     )
+    signing_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Standard Webhooks signing secrets, newest first (at most 3); "
+        "empty: requests are not signed.",
+    )
     max_retries: int = Field(
         default=3, ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt."
     )
@@ -268,6 +282,16 @@ class IntegrationConfig(BaseModel):
                 raise _Invalid(*problems)
         return value
 
+    @field_validator("signing_secrets", mode="before")
+    @classmethod
+    def _check_signing_secrets(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        problems = signing_secret_problems(value)
+        if problems:
+            raise _Invalid(*problems)
+        return value
+
     @field_validator("max_retries", mode="before")
     @classmethod
     def _integral_float(cls, value: Any) -> Any:
@@ -309,6 +333,8 @@ def _type_message(field: str, error_type: str) -> str:
         return "must be a string or null"
     if field == "headers":
         return "must be an object of header names to string values"
+    if field == "signing_secrets":
+        return "must be a list of secrets (strings), or null"
     if field == "disabled_reason":
         return 'must be "endpoint_failing" or null'
     if field == "disabled_at":
@@ -546,22 +572,24 @@ def decode_config_json(raw: bytes) -> tuple[Any, list[FieldError]]:
     return data, decoder.duplicates(checked)
 
 
-def _as_dict(config: IntegrationConfig, header_value: Any) -> dict[str, Any]:
+def _as_dict(config: IntegrationConfig, secret_value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in IntegrationConfig.model_fields:
         out[name] = getattr(config, name)
-    out["headers"] = {name: header_value(secret) for name, secret in config.headers.items()}
+    out["headers"] = {name: secret_value(secret) for name, secret in config.headers.items()}
+    out["signing_secrets"] = [secret_value(secret) for secret in config.signing_secrets]
     return out
 
 
 def config_to_record_value(config: IntegrationConfig) -> bytes:
-    """The config topic record value: JSON with every field, header values revealed."""
+    """The config topic record value: JSON with every field, header values and signing
+    secrets revealed (the record is where they are kept)."""
     return orjson.dumps(_as_dict(config, SecretStr.get_secret_value))
 
 
 def config_to_public_dict(config: IntegrationConfig, show_secrets: bool = False) -> dict[str, Any]:
-    """The config as a plain dict for display; header values are masked unless
-    ``show_secrets``."""
+    """The config as a plain dict for display; header values and signing secrets are
+    masked (one mask per secret, so their number shows) unless ``show_secrets``."""
     if show_secrets:
         return _as_dict(config, SecretStr.get_secret_value)
     return _as_dict(config, lambda _secret: MASK)

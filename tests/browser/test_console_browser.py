@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from playwright.async_api import BrowserContext, Locator, Page, expect
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from stream_wfm.events import EventKind
 from stream_wfm.health.records import (
@@ -24,6 +25,7 @@ from stream_wfm.health.records import (
     encode_health_record,
     iso_utc,
 )
+from stream_wfm.integrations.signing import fingerprint
 from stream_wfm.retry.records import DlqRecord, SourceRecord, encode_dlq_record
 from tests.browser.conftest import (
     PASSWORD,
@@ -497,6 +499,102 @@ async def test_delete_writes_a_tombstone_and_deliveries_stop(
     )
     assert await wait_metric_above(stack, seen, timeout=10.0), "the event was not consumed"
     assert len([r for r in stack.receiver.requests if r.path == path]) == delivered
+
+
+def verifies(secret: str, request: Received) -> bool:
+    try:
+        Webhook(secret).verify(request.body, request.headers, json_parse=False)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def delivered_until(
+    stack: Stack, account_id: str, path: str, done: Callable[[Received], bool]
+) -> Received:
+    """Produce events of ``account_id`` until one delivered to ``path`` is ``done``: the
+    service reads a config change on its own, so earlier events may go out without it."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        req = await produce_until_delivered(stack, lambda eid: login_event(account_id, eid), path)
+        if done(req):
+            return req
+    raise AssertionError(f"no request to {path} as expected within 30s")
+
+
+async def test_signing_secrets_are_generated_rotated_and_removed_each_shown_once(
+    stack: Stack, context: BrowserContext, visits: Visits
+) -> None:
+    path = "/signed/agent"
+    put_config(
+        stack.settings,
+        {
+            "account_id": "15300808",
+            "agent_event_url": stack.receiver.url(path),
+            "send_body_as_json": True,
+            "agent_login_events": True,
+        },
+    )
+    page = await context.new_page()
+    await sign_in(page, visits)
+    await page.get_by_role("link", name="15300808", exact=True).click()
+    section = page.get_by_role("group", name="Signing secrets")
+    await expect(section).to_contain_text("Requests are not signed.")
+    new_secret = page.locator("#new-signing-secret")
+    saved = section.get_by_role("list", name="Saved signing secrets").get_by_role("listitem")
+
+    # Generate: saved, shown once; reloaded, only its fingerprint.
+    await section.get_by_role("button", name="Generate secret").click()
+    await expect(page).to_have_url(re.compile(r"/accounts/15300808\?saved=1&reveal="))
+    await expect(page.get_by_role("status").filter(has=new_secret)).to_contain_text(
+        "Copy it now: it will not be shown again."
+    )
+    first = await new_secret.inner_text()
+    assert first.startswith("whsec_")
+    reveal_pages = [await visits.snap(page)]
+    await page.reload()
+    await expect(new_secret).to_have_count(0)
+    await expect(saved).to_have_count(1)
+    await expect(saved.first).to_contain_text(f"Secret 1 · fingerprint {fingerprint(first)}")
+    await expect(section.get_by_role("button", name="Generate secret")).to_have_count(0)
+    await visits.snap(page)
+    # The service signs with it.
+    await delivered_until(stack, "15300808", path, lambda req: verifies(first, req))
+
+    # Rotate: a new secret first, the old one kept; the new one shown once.
+    await section.get_by_role("button", name="Rotate secret").click()
+    await expect(new_secret).to_have_count(1)
+    second = await new_secret.inner_text()
+    assert second not in (first, "")
+    reveal_pages.append(await visits.snap(page))
+    await expect(saved).to_have_count(2)
+    await expect(saved.nth(0)).to_contain_text(
+        f"Secret 1 (newest) · fingerprint {fingerprint(second)}"
+    )
+    await expect(saved.nth(1)).to_contain_text(f"Secret 2 · fingerprint {fingerprint(first)}")
+    await page.reload()
+    await expect(new_secret).to_have_count(0)
+    await visits.snap(page)
+
+    # Remove the old one (the one chosen by default).
+    await expect(page.get_by_label("Secret to remove")).to_have_value(fingerprint(first))
+    await section.get_by_role("button", name="Remove secret").click()
+    await expect(page).to_have_url(re.compile(r"/accounts/15300808\?saved=1$"))
+    await expect(saved).to_have_count(1)
+    await expect(saved.first).to_contain_text(fingerprint(second))
+    await expect(new_secret).to_have_count(0)
+    await visits.snap(page)
+
+    configs = [m for m in read_topic(stack.settings, stack.settings.config_topic)]
+    values = [orjson.loads(m.value()) for m in configs if m.key() == b"15300808"]
+    assert [v["signing_secrets"] for v in values] == [[], [first], [second, first], [second]]
+    # No page but the one that revealed it ever showed a secret.
+    for secret, shown_on in ((first, reveal_pages[0]), (second, reveal_pages[1])):
+        showing = [html for _url, html in visits.pages if secret.removeprefix("whsec_") in html]
+        assert showing == [shown_on]
+    # The service follows: requests verify with the new secret alone.
+    req = await delivered_until(stack, "15300808", path, lambda req: not verifies(first, req))
+    assert verifies(second, req)
 
 
 async def test_a_post_without_a_csrf_token_is_refused(

@@ -1,9 +1,11 @@
 """The real service's logs: JSON lines with account, event id and outcome,
-and no integration header value anywhere, whatever happens to the deliveries and the config.
+and no integration header value or signing secret anywhere, whatever happens to the
+deliveries and the config.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +31,11 @@ TAG = uuid.uuid4().hex[:12]
 AUTH_V1, TENANT_V1 = f"Bearer tok-v1-{TAG}", f"tenant-v1-{TAG}"
 AUTH_V2, TENANT_V2 = f"Bearer tok-v2-{TAG}", f"tenant-v2-{TAG}"
 TENANT_INVALID = f"tenant-invalid-{TAG}"
-SECRETS = [AUTH_V1, TENANT_V1, AUTH_V2, TENANT_V2, TENANT_INVALID]
+# Signing secrets (signed webhooks): v1 signs first, then a rotation adds v2.
+SIGN_V1 = "whsec_" + base64.b64encode(f"signing-key-v1-{TAG}-0123456789".encode()).decode()
+SIGN_V2 = "whsec_" + base64.b64encode(f"signing-key-v2-{TAG}-0123456789".encode()).decode()
+SIGN_INVALID = "whsec_" + base64.b64encode(f"short-{TAG}".encode()).decode()  # 18 bytes
+SECRETS = [AUTH_V1, TENANT_V1, AUTH_V2, TENANT_V2, TENANT_INVALID, SIGN_V1, SIGN_V2, SIGN_INVALID]
 
 
 def integration(url: str, auth: str, tenant: str, **changes: Any) -> dict[str, Any]:
@@ -39,6 +45,7 @@ def integration(url: str, auth: str, tenant: str, **changes: Any) -> dict[str, A
         "send_body_as_json": True,
         "agent_login_events": True,
         "headers": {"Authorization": auth, "X-Tenant-Key": tenant},
+        "signing_secrets": [SIGN_V2, SIGN_V1] if auth == AUTH_V2 else [SIGN_V1],
         "max_retries": 3,
         **changes,
     }
@@ -109,7 +116,10 @@ async def test_no_header_value_in_the_logs(
 
     # A config update (rotated credentials), then an invalid record from another writer.
     put_config(settings, integration(rec.url("/agent"), AUTH_V2, TENANT_V2))
-    invalid = integration(rec.url("/agent"), AUTH_V2, TENANT_INVALID, max_retries=99)
+    invalid = integration(
+        rec.url("/agent"), AUTH_V2, TENANT_INVALID, max_retries=99,
+        signing_secrets=[SIGN_V2, SIGN_INVALID],
+    )  # fmt: skip
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
     producer.produce(settings.config_topic, key=ACCOUNT.encode(), value=orjson.dumps(invalid))
     assert producer.flush(10) == 0
@@ -125,6 +135,7 @@ async def test_no_header_value_in_the_logs(
     ]
     assert after.headers["Authorization"] == AUTH_V2, "the update applied; the invalid one not"
     assert after.headers["X-Tenant-Key"] == TENANT_V2
+    assert len(after.headers["webhook-signature"].split(" ")) == 2  # rotated: both sign
     assert attempts["ok-1"] == 1
     assert attempts["dlq-1"] == 1
 
@@ -132,8 +143,8 @@ async def test_no_header_value_in_the_logs(
     assert svc.poll() == 0
     text = svc.logs()
     for secret in SECRETS:
-        assert secret not in text, f"a header value ({secret[:12]}...) is in the service's logs"
-        token = secret.split()[-1]
+        assert secret not in text, f"a secret ({secret[:12]}...) is in the service's logs"
+        token = secret.split()[-1].removeprefix("whsec_")
         assert token not in text
 
     records = parse_lines(text)
@@ -161,3 +172,4 @@ async def test_no_header_value_in_the_logs(
     [rejected] = [r for r in records if r["msg"].startswith("invalid config record rejected")]
     assert rejected["account_id"] == ACCOUNT
     assert "max_retries" in rejected["error"]
+    assert "signing_secrets: secret 2 must be the base64 of 24 to 64 bytes" in rejected["error"]

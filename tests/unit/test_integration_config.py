@@ -89,6 +89,7 @@ def test_defaults_when_only_account_id_is_given() -> None:
         cfg.end_call_events,
     ) == (False, False, False, False, False)
     assert cfg.headers == {}
+    assert cfg.signing_secrets == []
     assert cfg.max_retries == 3
     assert cfg.timeout_seconds == 10
 
@@ -236,7 +237,8 @@ def test_invalid_config(data: dict[str, Any], field: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "name", ["Host", "host", "Content-Length", "CONTENT-LENGTH", "Transfer-Encoding",
-             "Connection", "connection", "X-WFM-Event-Id", "x-wfm-event-id"],
+             "Connection", "connection", "X-WFM-Event-Id", "x-wfm-event-id",
+             "webhook-id", "Webhook-Timestamp", "WEBHOOK-SIGNATURE"],
 )  # fmt: skip
 def test_forbidden_header_names(name: str) -> None:
     errors = errors_of(with_fields(headers={name: "v"}))
@@ -372,6 +374,18 @@ def test_config_shaped_json_validates_or_raises_config_error(data: dict[str, Any
 def test_header_values_never_leak_into_errors(headers: dict[str, str], bad: Any) -> None:
     marked = {name: f"{SECRET}{value}" for name, value in headers.items()}
     data = with_fields(headers=marked, max_retries=bad, agent_event_url=bad)
+    message = ""
+    try:
+        validate_config(data)
+    except ConfigValidationError as exc:
+        message = str(exc)
+    assert SECRET not in message
+
+
+@given(st.lists(st.text(max_size=40), max_size=5), json_values)
+def test_signing_secrets_never_leak_into_errors(texts: list[str], bad: Any) -> None:
+    marked = [f"whsec_{SECRET}{text}" for text in texts]
+    data = with_fields(signing_secrets=[*marked, bad], max_retries=bad)
     message = ""
     try:
         validate_config(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ def test_config_schema_properties_and_defaults_match_the_model() -> None:
 SPEC_EXAMPLE = load(FIXTURES / "integration_urlencoded.json")
 
 
+def whsec(size: int, fill: int = 7) -> str:
+    """A signing secret of ``size`` key bytes."""
+    return "whsec_" + base64.b64encode(bytes([fill]) * size).decode()
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -119,6 +125,12 @@ SPEC_EXAMPLE = load(FIXTURES / "integration_urlencoded.json")
         {"account_id": "42", "agent_event_url": "", "call_event_url": None},
         {"account_id": "42", "timeout_seconds": 2.5, "max_retries": 0},
         {"account_id": "42", "headers": {"User-Agent": "x", "X-Api-Key": "k\tv"}},
+        {"account_id": "42", "signing_secrets": []},
+        {"account_id": "42", "signing_secrets": None},
+        {"account_id": "42", "signing_secrets": [whsec(24)]},
+        {"account_id": "42", "signing_secrets": [whsec(25), whsec(26), whsec(27)]},
+        {"account_id": "42", "signing_secrets": [whsec(32), whsec(62), whsec(63)]},
+        {"account_id": "42", "signing_secrets": [whsec(64)], "headers": {"Webhook": "x"}},
     ],
 )
 def test_valid_configs_are_valid_for_both(config: dict[str, Any]) -> None:
@@ -155,6 +167,21 @@ def test_valid_configs_are_valid_for_both(config: dict[str, Any]) -> None:
         {"headers": {"Bad Name": "x"}},
         {"headers": {"A": 1}},
         {"headers": {"A": "x\r\ny"}},
+        {"headers": {"webhook-signature": "v1,x"}},
+        {"headers": {"Webhook-Id": "x"}},
+        {"headers": {"WEBHOOK-TIMESTAMP": "1"}},
+        {"signing_secrets": whsec(32)},
+        {"signing_secrets": {"a": whsec(32)}},
+        {"signing_secrets": [whsec(32, n) for n in range(4)]},
+        {"signing_secrets": [whsec(32), whsec(32)]},
+        {"signing_secrets": [whsec(23)]},
+        {"signing_secrets": [whsec(65)]},
+        {"signing_secrets": [whsec(66)]},
+        {"signing_secrets": [whsec(32).rstrip("=")]},
+        {"signing_secrets": [whsec(32).replace("whsec_", "whsk_")]},
+        {"signing_secrets": [base64.b64encode(bytes(32)).decode()]},
+        {"signing_secrets": [whsec(33).replace("B", "-")]},
+        {"signing_secrets": [7]},
         {"unknown_field": True},
     ],
 )
