@@ -5,6 +5,7 @@ retry/DLQ producer and the operator HTTP server, and runs them until stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from types import TracebackType
@@ -27,6 +28,7 @@ from stream_wfm.ops.http import bound_port, build_app, start_server
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.consumer import ConsumerThread
 from stream_wfm.pipeline.lanes import Dispatcher
+from stream_wfm.pipeline.order_scan import scan_waiting
 from stream_wfm.pipeline.pipeline import Pipeline
 from stream_wfm.retry.writer import RetryWriter
 from stream_wfm.settings import Settings
@@ -216,6 +218,15 @@ class Service:
             on_lag=self._set_lag,
             input_topics=frozenset((settings.agent_events_topic, settings.call_events_topic)),
             hold_limit=settings.backpressure_hold_seconds,
+            on_assign_scan=(
+                functools.partial(
+                    scan_waiting,
+                    reader_config=reader_config(settings, "stream-wfm-order"),
+                    tier_of={topic: i for i, topic in enumerate(retry_topics)},
+                    timeout=revoke_timeout,
+                ),
+                pipeline.on_waiting,
+            ),
         )
         pipeline.attach(consumer)
         consumer.start()

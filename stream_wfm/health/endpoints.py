@@ -30,6 +30,8 @@ __all__ = ["REPORT_SECONDS", "Endpoint", "Endpoints"]
 #: The span of a health record's counts (attempts, failures, deferred).
 REPORT_SECONDS: Final = 300
 _BUCKET_SECONDS: Final = 10
+#: The shortest span a rate is measured over (seconds).
+_MIN_RATE_SPAN: Final = 0.5
 
 Version = tuple[int, int] | None
 # Enum members as module constants: in Python 3.11 ``EventKind.AGENT`` runs a descriptor
@@ -57,6 +59,11 @@ class Endpoint:
         "last_error",
         "last_failure_at",
         "last_success_at",
+        "prev_count",
+        "prev_start",
+        "sec_count",
+        "sec_end",
+        "started",
         "touched",
         "version",
     )
@@ -73,6 +80,13 @@ class Endpoint:
         self.last_failure_at: float | None = None
         self.last_error: str | None = None
         self.last_active = 0.0
+        self.started = 0.0  # when this instance began to deliver to it (this config)
+        # The answer rate (fair share): attempts in a one-second window that opens with the
+        # first attempt after a pause, and in the window before it when they are adjacent.
+        self.sec_end = 0.0
+        self.sec_count = 0
+        self.prev_start = 0.0
+        self.prev_count = 0
         self.touched = False  # something happened since the last report
         self.disabling = False  # auto-disable under way
 
@@ -91,15 +105,35 @@ class Endpoint:
         bucket[3] += deferred
         self.last_active = now
         self.touched = True
+        if attempts:
+            if now >= self.sec_end:
+                self.roll(now)
+            self.sec_count += attempts
+
+    def roll(self, now: float) -> None:
+        """The current one-second window is over (``now`` is at or past its end)."""
+        if now < self.sec_end + 1.0:  # the next window follows at once: keep this one
+            self.prev_count = self.sec_count
+            self.prev_start = self.sec_end - 1.0
+            self.sec_end += 1.0
+        else:  # a pause: a new window opens now
+            self.prev_count = 0
+            self.sec_end = now + 1.0
+        self.sec_count = 0
 
     def rate(self, now: float) -> float:
-        """Attempts per second over the last 10 to 20 seconds (the current and the previous
-        bucket)."""
-        horizon = int(now) - 2 * _BUCKET_SECONDS
-        recent = [b for b in self.buckets[-2:] if b[0] > horizon]
-        if not recent:
+        """Attempts per second over the last one to two seconds of activity: the current
+        one-second window and the one before it when adjacent, divided by the time since
+        they opened (so the rate falls while the endpoint stays silent). Windows open at
+        the first attempt after a pause, not at clock-aligned seconds: a burst after a
+        pause is measured over its own time, and a fast endpoint never looks slow."""
+        if self.sec_end == 0.0:
             return 0.0
-        return sum(b[1] for b in recent) / max(1.0, now - recent[0][0])
+        if self.prev_count:
+            count, since = self.prev_count + self.sec_count, self.prev_start
+        else:
+            count, since = self.sec_count, self.sec_end - 1.0
+        return count / max(_MIN_RATE_SPAN, now - since)
 
     def report(self, now: float) -> EndpointReport:
         horizon = int(now) - REPORT_SECONDS
@@ -189,8 +223,9 @@ class Endpoints:
             endpoint.last_success_at = now
             # endpoint.count(now, 1, 0, 0), inline for the current bucket (once per event; a
             # float comparison: int(now) would allocate)
-            if now < endpoint.bucket_end:
+            if now < endpoint.bucket_end and now < endpoint.sec_end:
                 endpoint.buckets[-1][1] += 1
+                endpoint.sec_count += 1
                 endpoint.last_active = now
                 endpoint.touched = True
             else:
@@ -260,7 +295,7 @@ class Endpoints:
         table = self._table(kind)
         old = table.get(account_id)
         endpoint = table[account_id] = Endpoint(account_id, kind, version, self._policy)
-        endpoint.last_active = self._clock()
+        endpoint.last_active = endpoint.started = self._clock()
         if old is not None and self._open.pop(key, None) is not None:
             self._transitions["closed"].inc()  # a new config closes the breaker
         return endpoint

@@ -21,8 +21,9 @@ from stream_wfm.events import EventKind
 from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
-from stream_wfm.pipeline.lanes import Job
-from stream_wfm.pipeline.settle import Defer, Settler, after_attempt
+from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.order import KeyOrder
+from stream_wfm.pipeline.settle import Defer, Retry, Settler, after_attempt
 from stream_wfm.pipeline.work import Work
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,16 @@ class Attempts:
         store: ConfigStore[TemplatedEntry],
         settler: Settler,
         endpoints: Endpoints,
+        order: KeyOrder,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._settler = settler
         self._endpoints = endpoints
+        self._order = order
+        #: The lanes, to take a failed event's followers out of (set once they exist).
+        self.dispatcher: Dispatcher | None = None
         self._deferred = {r: metrics.events_deferred.labels(r) for r in DEFERRAL_REASONS}
         self._metrics = metrics
         self._clock = clock
@@ -84,17 +89,45 @@ class Attempts:
         if job.probe and outcome.kind is OutcomeKind.RETRYABLE:
             # The breaker opened again; the probe's event waits without spending a retry.
             self.defer(work, job.attempt, "circuit_open")
-            return
-        self._settler.settle(work, after_attempt(job.attempt, outcome, max_retries))
+        else:
+            settlement = after_attempt(job.attempt, outcome, max_retries)
+            self._settler.settle(work, settlement)
+            if not isinstance(settlement, Retry | Defer):
+                return
+        self._followers_wait(job)
 
-    def defer(self, work: Work, attempt: int, reason: str) -> None:
+    def _followers_wait(self, job: Job) -> None:
+        """``job``'s event went to wait in a retry tier: the later events of its key queued
+        behind it in its lane wait behind it there (docs/contract.md §11)."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return
+        source = job.context.source
+        followers = dispatcher.take_followers(
+            job,
+            lambda queued: (
+                queued.context.source.topic == source.topic
+                and queued.context.source.partition == source.partition
+            ),
+        )
+        tp = (source.topic, source.partition)
+        for follower in followers:
+            work: Work = follower.context
+            waiting = self._order.ahead(tp, follower.order_key, work.source.offset)
+            to = None if waiting is None else (waiting.tier, waiting.due_ms)
+            self.defer(work, follower.attempt, "order", to)
+
+    def defer(
+        self, work: Work, attempt: int, reason: str, to: tuple[int, int] | None = None
+    ) -> None:
         """Attempt ``attempt`` of ``work`` is not made now, for ``reason`` (one of
-        ``DEFERRAL_REASONS``): counted, then deferred to a retry tier."""
+        ``DEFERRAL_REASONS``): counted, then deferred to a retry tier (``to``: the tier
+        and due time in Unix ms, for an event behind an earlier one of its key)."""
         event = work.event
         assert event is not None
         self._deferred[reason].inc()
         self._endpoints.deferred(event.account_id, event.kind)
-        self._settler.settle(work, Defer(attempt, DEFERRALS[reason]))
+        self._settler.settle(work, Defer(attempt, DEFERRALS[reason], to))
 
     def count(self, kind: EventKind, outcome: Outcome) -> None:
         """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's

@@ -28,7 +28,12 @@ from stream_wfm.pipeline.input_hold import InputHold
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TP", "BatchSink", "ConsumerThread"]
+__all__ = ["TP", "AssignScan", "BatchSink", "ConsumerThread"]
+
+#: ``(scan, sink)``: see ``ConsumerThread(on_assign_scan=...)``.
+AssignScan = tuple[
+    Callable[[Consumer, list[TopicPartition]], list[Any]], Callable[[list[Any]], None]
+]
 
 
 class BatchSink(Protocol):
@@ -63,8 +68,14 @@ class ConsumerThread:
         lag_interval: float = 1.0,
         input_topics: frozenset[str] = frozenset(),
         hold_limit: float = 3.0,
+        on_assign_scan: AssignScan | None = None,
     ) -> None:
+        """``on_assign_scan``: run on this thread when partitions are assigned, before
+        anything of them is fetched: ``(scan, sink)``, ``sink(scan(consumer,
+        partitions))`` then runs on the loop before the sink hears of the assignment
+        (the key order's rebuild, :mod:`stream_wfm.pipeline.order_scan`)."""
         self._commits = CommitLog(on_commit_result)
+        self._on_assign_scan = on_assign_scan
         self._config = {**config, "on_commit": self._commits.on_commit, "error_cb": self._on_error}
         self._topics = topics
         self._loop = loop
@@ -231,7 +242,16 @@ class ConsumerThread:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment.update(tps)
         log.info("partitions assigned", extra={"partitions": _fmt(tps)})
+        # A partition this member paused (a retry partition waiting for its due time) and
+        # then lost in a rebalance comes back paused when it is assigned to it again: its
+        # waiting state went with the revoke, so nothing would ever resume it.
+        consumer.resume(partitions)
         self._input.assigned(consumer, partitions)
+        if self._on_assign_scan is not None:
+            scan, sink = self._on_assign_scan
+            found = scan(consumer, partitions)
+            if found:
+                self._loop.call_soon_threadsafe(sink, found)
         self._loop.call_soon_threadsafe(self._sink.on_assigned, tps)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

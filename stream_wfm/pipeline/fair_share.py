@@ -2,20 +2,21 @@
 
 Every :data:`INTERVAL` seconds while the shared buffer is under pressure (half of
 ``STREAM_WFM_MAX_BUFFERED_EVENTS`` pending, see
-:mod:`~stream_wfm.pipeline.backpressure`), :meth:`FairShare.check` looks at the
-events queued in the lanes, per endpoint (``account_id`` + kind). With *n*
-endpoints holding queued events, an endpoint's share is a ``1 / (n + 1)`` part of
-half the buffer (the ``+ 1`` keeps room for the accounts whose events are still
-in the input). An endpoint is *moved aside* when it holds more than its share
-**and** it is not keeping up: its oldest queued event has waited more than
-:data:`LAGGING_AFTER` seconds and, at the rate it has answered over the last 10 to
-20 seconds, its queue would take more than :data:`DRAIN_LIMIT` seconds to drain. A
-busy endpoint that answers fast drains a deep queue in moments and is never moved
-(moving a healthy endpoint's catch-up backlog to a retry tier only brings it back
+:mod:`~stream_wfm.pipeline.backpressure`) — spacing out to :data:`QUIET_INTERVAL` while
+scans find nothing to move, for a scan goes through every queued event —
+:meth:`FairShare.check` looks at the events queued in the lanes, per endpoint
+(``account_id`` + kind). With *n* endpoints holding queued events, an endpoint's share
+is a ``1 / (n + 1)`` part of half the buffer (the ``+ 1`` keeps room for the accounts
+whose events are still in the input). An endpoint is *moved aside* when it holds more
+than its share **and** it is not keeping up: its oldest queued event has waited more
+than :data:`LAGGING_AFTER` seconds and, at the rate it answered over its last one to two
+seconds of activity, its queue would take more than :data:`DRAIN_LIMIT` seconds to
+drain. A busy endpoint that answers fast drains a deep queue in moments and is never
+moved (moving a healthy endpoint's catch-up backlog to a retry tier only brings it back
 later, at the cost of a write and a read). Of a moved endpoint, each lane keeps its
 first events (the share spread over the endpoint's lanes, at least one) and the rest
-are returned, in lane order, for the pipeline to defer to the first retry tier without spending a
-retry; until the next check its new events are deferred too
+are returned, in lane order, for the pipeline to defer to the first retry tier without
+spending a retry; until the next check its new events are deferred too
 (:meth:`FairShare.moved_aside`). Deferred events come back from the retry tier and
 take their turn again, so a slow endpoint's events all arrive, just later.
 """
@@ -34,6 +35,8 @@ __all__ = ["DRAIN_LIMIT", "INTERVAL", "LAGGING_AFTER", "FairShare", "endpoint_of
 
 #: Seconds between two checks (they cost nothing while the buffer is not under pressure).
 INTERVAL: Final = 0.25
+#: After scans that found nothing to move, the scans space out up to this many seconds.
+QUIET_INTERVAL: Final = 4.0
 #: An endpoint whose oldest queued event waited longer than this may be lagging...
 LAGGING_AFTER: Final = 0.5
 #: ...and it is, when draining its queue at its recent rate would take longer than this.
@@ -69,6 +72,8 @@ class FairShare:
         self._lagging_after = lagging_after
         #: The endpoints moved aside by the last check (see :meth:`moved_aside`).
         self.moved: set[EndpointKey] = set()
+        self._quiet = INTERVAL / 2  # doubled after each scan that moved nothing
+        self._next_scan = 0.0
 
     def moved_aside(self, account_id: str, kind: EventKind) -> bool:
         """Was this endpoint moved aside by the last check (and is the buffer still under
@@ -86,6 +91,8 @@ class FairShare:
             self.moved.clear()
             return []
         now = self._clock()
+        if now < self._next_scan:
+            return []
         counts: dict[EndpointKey, int] = {}
         oldest: dict[EndpointKey, float] = {}
         lanes: dict[EndpointKey, set[int]] = {}
@@ -110,7 +117,12 @@ class FairShare:
         }
         self.moved = moved
         if not moved:
+            # Nothing lags (e.g. a busy endpoint catching up): look again later and later,
+            # up to QUIET_INTERVAL, for the scan goes through every queued event.
+            self._quiet = min(QUIET_INTERVAL, self._quiet * 2)
+            self._next_scan = now + self._quiet - INTERVAL / 2
             return []
+        self._quiet = INTERVAL / 2
         limits: dict[Hashable, int] = {key: max(1, share // len(lanes[key])) for key in moved}
         return self._dispatcher.trim(limits, endpoint_of)
 

@@ -201,6 +201,19 @@ class Dispatcher:
                 return
         self.in_flight -= 1
 
+    def take_followers(self, job: Job, same: Callable[[Job], bool]) -> list[Job]:
+        """Remove and return, in order, the queued jobs of ``job``'s ordering key in its
+        lane for which ``same(queued)`` is true: ``job`` was at the head of that lane, so
+        they all came after it."""
+        host = self._hosts.get(job.request.host_key)
+        if host is None:
+            return []
+        lane = host.lanes.get(hash(job.order_key) % self._lanes_per_host)
+        if not lane:
+            return []
+        key = job.order_key
+        return self._remove(host, lane, lambda queued: queued.order_key == key and same(queued))
+
     def discard(self, drop: Callable[[Job], bool]) -> list[Job]:
         """Remove the queued (not yet started) jobs for which ``drop`` is true and return
         them, in lane order (``drop`` is called once per queued job).

@@ -41,6 +41,8 @@ from stream_wfm.pipeline.handback import Handback
 from stream_wfm.pipeline.intake import Intake
 from stream_wfm.pipeline.lanes import Dispatcher, Job
 from stream_wfm.pipeline.offsets import PartitionTracker
+from stream_wfm.pipeline.order import KeyOrder
+from stream_wfm.pipeline.order_scan import WaitingEvent
 from stream_wfm.pipeline.retry_gate import RetryGate
 from stream_wfm.pipeline.settle import Settler
 from stream_wfm.pipeline.submit import Submitter
@@ -78,12 +80,18 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self.backpressure = Backpressure(max_buffered, self._backpressure_changed)
         self._handback = Handback(self.backpressure, revoke_drain)
-        settler = Settler(writer, self.backpressure, self._handback)
+        self.order = KeyOrder()
+        settler = Settler(writer, self.backpressure, self._handback, self.order)
         self.endpoints = Endpoints(breaker, metrics, clock, on_open=self._circuit_opened)
         attempts = self._attempts = Attempts(
-            store=store, settler=settler, endpoints=self.endpoints, metrics=metrics, clock=clock
+            store=store,
+            settler=settler,
+            endpoints=self.endpoints,
+            order=self.order,
+            metrics=metrics,
+            clock=clock,
         )
-        self.dispatcher = dispatcher_factory(attempts.on_outcome)
+        self.dispatcher = attempts.dispatcher = dispatcher_factory(attempts.on_outcome)
         self._fair_share = FairShare(
             self.dispatcher, self.backpressure, self.endpoints, max_buffered, self.dispatcher.clock
         )
@@ -92,6 +100,7 @@ class Pipeline:
             dispatcher=self.dispatcher,
             endpoints=self.endpoints,
             fair_share=self._fair_share,
+            order=self.order,
             attempts=attempts,
             settler=settler,
             metrics=metrics,
@@ -145,7 +154,15 @@ class Pipeline:
         self._update_assignment_metrics()
         self._metrics.rebalances.labels("assign").inc()
 
+    def on_waiting(self, waiting: list[WaitingEvent]) -> None:
+        """Events found waiting in the retry tiers of newly assigned partitions (before
+        any of their records is fetched): their keys' later events wait behind them."""
+        order = self.order
+        for event in waiting:
+            order.wait(event.tp, event.key, event.offset, event.tier, event.due_ms)
+
     def on_revoked(self, partitions: list[TP]) -> concurrent.futures.Future[dict[TP, int]]:
+        self.order.forget([tp for tp in partitions if tp[0] in self._topic_kinds])
         trackers = []
         for tp in partitions:
             self._gate.forget(tp)

@@ -1,7 +1,8 @@
 """Retry-topic records: let each one through at its due time, without blocking anything.
 
 A record due now goes on at once; one due within :data:`HOLD_WINDOW` is held
-in memory until due (a pause/resume round trip through the fetcher costs
+in memory until due (per partition, in partition order, behind the records held before
+it) (a pause/resume round trip through the fetcher costs
 ~100-200 ms of lateness). For a record due later, its partition is paused
 and sought back to it, and a timer resumes the partition
 :data:`RESUME_EARLY` before the record is due; the records fetched meanwhile
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -75,6 +77,8 @@ class RetryGate:
         #: Retry partitions paused until their head record is due: records fetched for
         #: them are ignored. The timer handle is None once the resume was posted.
         self.waiting: dict[TP, asyncio.TimerHandle | None] = {}
+        #: Records due within HOLD_WINDOW, per partition, in partition order.
+        self._held: dict[TP, deque[tuple[RetryRecord, PartitionTracker, int]]] = {}
         self._paused = metrics.paused_partitions.labels("retry_not_due")
 
     def offer(self, msg: Message, tracker: PartitionTracker, offset: int) -> None:
@@ -98,10 +102,16 @@ class RetryGate:
             return
         tracker.add(offset)
         self._backpressure.pending += 1
-        if wait > 0:
-            asyncio.get_running_loop().call_later(wait, self._due, record, tracker, offset)
-        else:
-            self._due(record, tracker, offset)
+        tp = (tracker.topic, tracker.partition)
+        held = self._held.get(tp)
+        if held is None:
+            if wait <= 0:
+                self._due(record, tracker, offset)
+                return
+            held = self._held[tp] = deque()
+        held.append((record, tracker, offset))
+        if len(held) == 1:
+            asyncio.get_running_loop().call_later(wait, self._release, tp)
 
     def forget(self, tp: TP) -> None:
         """``tp`` was revoked: stop its timer (its new owner pauses it again if needed)."""
@@ -118,6 +128,22 @@ class RetryGate:
         for handle in self.waiting.values():
             if handle is not None:
                 handle.cancel()
+
+    def _release(self, tp: TP) -> None:
+        """Let the partition's held records through, in partition order, while they are
+        due; wait for the next one. (One timer per partition, not one per record: timers
+        with nearly equal deadlines may fire in any order, and a key's records must go on
+        in the order they were written, docs/contract.md §11.)"""
+        held = self._held[tp]
+        # The timer was set for the head: it is due. So is what follows it due as early.
+        due_ms = held[0][0].due_at_ms
+        while held and held[0][0].due_at_ms <= due_ms:
+            self._due(*held.popleft())
+        if held:
+            wait = (held[0][0].due_at_ms - due_ms) / 1000
+            asyncio.get_running_loop().call_later(wait, self._release, tp)
+        else:
+            del self._held[tp]
 
     def _due(self, record: RetryRecord, tracker: PartitionTracker, offset: int) -> None:
         if tracker.revoked or self._closing:

@@ -38,6 +38,7 @@ from stream_wfm.errors import StreamWfmError
 from stream_wfm.kafka.producer import ProduceError
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.handback import Handback
+from stream_wfm.pipeline.order import KeyOrder
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.policy import next_step
 from stream_wfm.retry.writer import DeadLetter, RetryWriter
@@ -79,10 +80,13 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class Defer:
     """Attempt ``attempt`` is not made now (``outcome`` says why); it is made later, from
-    the retry tier of retry number ``attempt - 1`` (the first tier for a first attempt)."""
+    the retry tier of retry number ``attempt - 1`` (the first tier for a first attempt),
+    or from tier ``to[0]`` due at ``to[1]`` (Unix ms) when ``to`` is given (behind an
+    earlier event of its key, :mod:`stream_wfm.pipeline.order`)."""
 
     attempt: int
     outcome: Outcome
+    to: tuple[int, int] | None = None
 
 
 Settlement = Finish | Retry | Defer | DeadLetter
@@ -113,19 +117,24 @@ class Settler:
         writer: RetryWriter,
         backpressure: Backpressure,
         handback: Handback,
+        order: KeyOrder | None = None,
         *,
         rewrite_delay: float = 1.0,
     ) -> None:
-        """``rewrite_delay``: seconds before a record whose write failed retriably is
-        written again."""
+        """``order``: the keys waiting in retry tiers, told when an event starts or stops
+        waiting; ``rewrite_delay``: seconds before a record whose write failed retriably
+        is written again."""
         self._writer = writer
         self._backpressure = backpressure
         self._handback = handback
+        self._order = order or KeyOrder()
         self._rewrite_delay = rewrite_delay
 
     def settle(self, work: Work, settlement: Settlement) -> None:
         """Finish ``work`` now (:data:`FINISH`) or once its record is acknowledged."""
         if settlement is FINISH:
+            if self._order.active:
+                self._no_longer_waiting(work)
             self.finish(work)
             return
         written = self._write(work, settlement)
@@ -143,26 +152,37 @@ class Settler:
         writer = self._writer
         match settlement:
             case Retry(attempt, outcome):
-                return writer.retry(
-                    work,
-                    retry_number=attempt,
-                    next_attempt=attempt + 1,
-                    last_error=outcome.error,
-                    last_status=outcome.status,
-                    retry_after=outcome.retry_after,
-                )
-            case Defer(attempt, outcome):
-                return writer.retry(
-                    work,
-                    retry_number=attempt - 1,
-                    next_attempt=attempt,
-                    last_error=outcome.error,
-                    last_status=outcome.status,
-                    retry_after=outcome.retry_after,
-                )
+                tier, due_ms = writer.plan(attempt, outcome.retry_after)
+                return self._wait(work, tier, due_ms, attempt + 1, outcome)
+            case Defer(attempt, outcome, to):
+                tier, due_ms = to or writer.plan(attempt - 1, outcome.retry_after)
+                return self._wait(work, tier, due_ms, attempt, outcome)
             case DeadLetter():
+                if self._order.active:
+                    self._no_longer_waiting(work)
                 return writer.dead_letter(work, settlement)
         raise AssertionError(f"unknown settlement {settlement!r}")
+
+    def _wait(
+        self, work: Work, tier: int, due_ms: int, next_attempt: int, outcome: Outcome
+    ) -> asyncio.Future[Any]:
+        """Write ``work`` to a retry tier; its key's later events wait behind it."""
+        event = work.event
+        assert event is not None, "only decoded events are retried"
+        source = work.source
+        self._order.wait(
+            (source.topic, source.partition), event.order_key, source.offset, tier, due_ms
+        )
+        return self._writer.write_retry(
+            work, tier, due_ms, next_attempt=next_attempt, last_error=outcome.error,
+            last_status=outcome.status, key=source.key or event.order_key.encode(),
+        )  # fmt: skip
+
+    def _no_longer_waiting(self, work: Work) -> None:
+        event = work.event
+        if event is not None:
+            source = work.source
+            self._order.done((source.topic, source.partition), event.order_key, source.offset)
 
     def _on_written(self, future: asyncio.Future[Any], work: Work, settlement: Settlement) -> None:
         if future.cancelled():
@@ -211,7 +231,7 @@ def refused(settlement: Settlement, error: BaseException) -> DeadLetter | None:
     """
     too_large = isinstance(error, ProduceError) and error.too_large
     match settlement:
-        case Retry(attempt, outcome) | Defer(attempt, outcome):
+        case Retry(attempt, outcome) | Defer(attempt, outcome, _):
             made = attempt if isinstance(settlement, Retry) else attempt - 1  # deferred: not made
             reason = "record_too_large" if too_large else "retry_not_written"
             return DeadLetter(

@@ -5,7 +5,9 @@ A W3C ``traceparent`` (and ``tracestate``) among the input record's Kafka header
 passed on with the request (:func:`~stream_wfm.delivery.request.trace_context`); a
 retry has them from its retry record, so every attempt carries the same.
 
-Before an event is formatted, its endpoint is asked (docs/contract.md §10): an open
+An event behind an earlier event of its key that waits in a retry tier is deferred
+after it (:mod:`stream_wfm.pipeline.order`, docs/contract.md §11). Before an event is
+formatted, its endpoint is asked (docs/contract.md §10): an open
 circuit breaker, or an endpoint moved aside for holding more than its fair share of
 the buffer (:mod:`stream_wfm.pipeline.fair_share`), defers it to a retry tier
 without spending a retry; a half-open breaker makes it the probe.
@@ -28,6 +30,7 @@ from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.attempts import Attempts
 from stream_wfm.pipeline.fair_share import FairShare
 from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.order import KeyOrder
 from stream_wfm.pipeline.settle import FINISH, Settler
 from stream_wfm.pipeline.work import Work
 from stream_wfm.retry.writer import DeadLetter
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 # Enum members as module constants: in Python 3.11 ``EventKind.AGENT`` runs a descriptor
 # (Python code, ~60 ns a time) where a global lookup is a cached load.
 _AGENT: Final = EventKind.AGENT
+#: An event deferred behind an earlier one of its key is due at least this much later.
+FOLLOW_DELAY_MS: Final = 1000
 _DEFER: Final = Admission.DEFER
 _PROBE: Final = Admission.PROBE
 
@@ -54,6 +59,7 @@ class Submitter:
         dispatcher: Dispatcher,
         endpoints: Endpoints,
         fair_share: FairShare,
+        order: KeyOrder,
         attempts: Attempts,
         settler: Settler,
         metrics: Metrics,
@@ -65,6 +71,7 @@ class Submitter:
         self._agent_endpoints = endpoints.agent
         self._call_endpoints = endpoints.call
         self._fair_share = fair_share
+        self._order = order
         self._attempts = attempts
         self._settler = settler
         self._metrics = metrics

@@ -106,24 +106,46 @@ class RetryWriter:
         """Write ``work`` to the tier of retry ``retry_number`` (1-based; the retry policy
         picks the tier and due time, honouring ``retry_after``), to be attempted as
         attempt ``next_attempt``."""
+        tier, due_ms = self.plan(retry_number, retry_after)
+        return self.write_retry(
+            work, tier, due_ms, next_attempt=next_attempt, last_error=last_error,
+            last_status=last_status,
+        )  # fmt: skip
+
+    def plan(self, retry_number: int, retry_after: float | None) -> tuple[int, int]:
+        """``(tier index, due time in Unix ms)`` of retry ``retry_number`` written now."""
+        tier, due = retry_due_at(self._clock(), retry_number, self._tiers, retry_after)
+        return tier, int(due * 1000)
+
+    def write_retry(
+        self,
+        work: Failed,
+        tier: int,
+        due_ms: int,
+        *,
+        next_attempt: int,
+        last_error: str | None,
+        last_status: int | None,
+        key: bytes | None = None,
+    ) -> asyncio.Future[Any]:
+        """Write ``work`` to tier ``tier``, due at ``due_ms``, to be attempted as attempt
+        ``next_attempt``; keyed ``key``, else like its input record."""
         kind = work.kind
         assert kind is not None, "only decoded events are retried"
-        now = self._clock()
-        tier, due = retry_due_at(now, retry_number, self._tiers, retry_after)
         record = RetryRecord(
             source=work.source,
             account_id=work.account_id,
             event_id=work.event_id,
             kind=kind,
             attempt=next_attempt,
-            due_at_ms=int(due * 1000),
+            due_at_ms=due_ms,
             last_error=last_error,
             last_status=last_status,
-            first_attempt_at_ms=work.first_attempt_ms or int(now * 1000),
+            first_attempt_at_ms=work.first_attempt_ms or int(self._clock() * 1000),
         )
         self._scheduled[tier].inc()
         return self._producer.produce(
-            self._tier_topics[tier], encode_retry_record(record), key=work.source.key
+            self._tier_topics[tier], encode_retry_record(record), key=key or work.source.key
         )
 
     def dead_letter(self, work: Failed, letter: DeadLetter) -> asyncio.Future[Any]:

@@ -15,7 +15,15 @@ from stream_wfm.settings import Settings
 def produce(
     settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]
 ) -> None:
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
+    # Idempotent: a retried produce request can never reorder a partition's records (tests
+    # of per-key order depend on the input order being the order given here).
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     for key, value in records:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(10) == 0

@@ -248,7 +248,8 @@ async def test_deleted_integration_drops_pending_retries(
 async def test_no_header_value_in_any_retry_or_dlq_record(
     settings_factory: Any, receiver_factory: Any
 ) -> None:
-    settings = settings_factory(retry_backoff="1s,2s")
+    # Every attempt fails: a breaker off (min attempts out of reach) keeps the retries going.
+    settings = settings_factory(retry_backoff="1s,2s", breaker_min_attempts=100_000)
     rec = await receiver_factory(respond=scripted(503, 503, 400))
     configure(settings, rec.url(), max_retries=5)
     events = [login(str(i)) for i in range(5)]
@@ -273,15 +274,18 @@ async def test_no_header_value_in_any_retry_or_dlq_record(
 async def test_kill9_while_events_wait_in_retry_tiers_loses_nothing(
     settings_factory: Any, receiver_factory: Any, service_process: Any
 ) -> None:
-    settings = settings_factory(retry_backoff="8s")
-    # Every event fails its first attempt, then succeeds: all of them pass through a tier.
+    # Every event fails its first attempt, then succeeds: all of them pass through a tier
+    # (the breaker kept closed: 200 first attempts in a row fail, which would open it).
+    settings = settings_factory(retry_backoff="8s", breaker_min_attempts=100_000)
     rec = await receiver_factory(respond=scripted(503, 200))
     configure(settings, rec.url(), max_retries=3)
     n = 200
     produce_json(
         settings,
         settings.agent_events_topic,
-        [login(f"a{i % 40}", event_id=f"r-{i}") for i in range(n)],
+        # One event per agent: with per-agent order (docs/contract.md §11) an agent's later
+        # events would wait behind its first one instead of being attempted.
+        [login(f"a{i}", event_id=f"r-{i}") for i in range(n)],
     )
     first = await service_process(settings).wait_ready()
     await wait_until(

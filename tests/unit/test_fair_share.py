@@ -20,7 +20,14 @@ from stream_wfm.health.breaker import BreakerPolicy
 from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.backpressure import Backpressure
-from stream_wfm.pipeline.fair_share import DRAIN_LIMIT, LAGGING_AFTER, FairShare, endpoint_of
+from stream_wfm.pipeline.fair_share import (
+    DRAIN_LIMIT,
+    INTERVAL,
+    LAGGING_AFTER,
+    QUIET_INTERVAL,
+    FairShare,
+    endpoint_of,
+)
 from stream_wfm.pipeline.lanes import Dispatcher, Job
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.pipeline.work import Work
@@ -227,7 +234,7 @@ async def test_an_endpoint_whose_oldest_event_is_young_is_not_moved(
     rig.clock.now += LAGGING_AFTER
     assert rig.fair_share.check() == []
     assert not rig.fair_share.moved_aside("acme", AGENT)
-    rig.clock.now += 0.01
+    rig.clock.now += INTERVAL  # the next check after one that moved nothing
     assert len(rig.fair_share.check()) == 29 - 10  # alone: a share of 20 // 2
 
 
@@ -251,7 +258,32 @@ async def test_an_endpoint_within_its_share_is_not_moved(make_rig: Callable[...,
     rig.clock.now += 10
     assert rig.fair_share.check() == []  # 6 is its share, not more
     more = await rig.queue("acme", 1)
+    rig.clock.now += INTERVAL
     assert rig.fair_share.check() == more
+
+
+async def test_scans_that_move_nothing_space_out_and_a_move_brings_them_back(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """A busy endpoint that keeps up is scanned less and less often (a scan goes through
+    every queued event), up to QUIET_INTERVAL; once one moves something, every INTERVAL."""
+    rig = make_rig()
+    rig.answered("acme", 100.0)  # fast: never moved
+    await rig.queue("acme", 30)
+    rig.pressure()
+    scans = 0
+    for _ in range(200):  # 50 s in steps of INTERVAL
+        rig.clock.now += INTERVAL
+        before = rig.fair_share._next_scan
+        rig.fair_share.check()
+        scans += rig.fair_share._next_scan != before
+    assert scans <= 50 / QUIET_INTERVAL + 5  # mostly QUIET_INTERVAL apart
+    rig.unix.now += 60  # acme has not answered for a minute: it lags now
+    rig.clock.now += QUIET_INTERVAL
+    assert rig.fair_share.check()
+    rig.clock.now += INTERVAL
+    await rig.queue("acme", 30)
+    assert rig.fair_share.check()  # scanned again at once
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from stream_wfm.pipeline.handback import Handback
 from stream_wfm.pipeline.intake import Intake
 from stream_wfm.pipeline.lanes import Job
 from stream_wfm.pipeline.offsets import PartitionTracker
+from stream_wfm.pipeline.order import KeyOrder
 from stream_wfm.pipeline.retry_gate import RetryGate
 from stream_wfm.pipeline.settle import Defer, Retry, Settlement, after_attempt
 from stream_wfm.pipeline.submit import Submitter
@@ -316,6 +317,18 @@ async def test_an_unreadable_retry_record_is_dead_lettered_with_no_kind() -> Non
     assert rig.backpressure.pending == 1
 
 
+async def test_held_retries_go_on_in_partition_order_whatever_their_due_times() -> None:
+    """A key's records come back in the order they were written (docs/contract.md §11):
+    records held until due leave in partition order, even when a later one is due a
+    little earlier (its due time computed a moment later) or is due already."""
+    rig = GateRig(time.time())
+    for offset in range(20):
+        rig.offer(offset, due_in=0.05 - offset * 0.001)
+    rig.offer(20, due_in=-1.0)  # due already: still behind the ones held before it
+    await wait_until(lambda: len(rig.submitter.resubmitted) == 21, 5)
+    assert [work.offset for work, _attempt in rig.submitter.resubmitted] == list(range(21))
+
+
 async def test_a_retry_due_after_a_revoke_is_left_to_the_next_owner() -> None:
     rig = GateRig(time.time())
     rig.offer(0, due_in=0.05)
@@ -480,6 +493,7 @@ def submitted_headers(
             1000,
             time.perf_counter,
         ),
+        order=KeyOrder(),
         attempts=None,  # type: ignore[arg-type]  # nothing is deferred
         settler=FakeSettler(),  # type: ignore[arg-type]
         metrics=metrics,
@@ -542,6 +556,7 @@ class AttemptsRig:
             store=TemplatedStore(max_retries=max_retries),  # type: ignore[arg-type]
             settler=self.settler,  # type: ignore[arg-type]
             endpoints=self.endpoints,
+            order=KeyOrder(),
             metrics=metrics,
             clock=lambda: self.now,
         )

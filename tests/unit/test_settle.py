@@ -104,8 +104,12 @@ class FakeWriter:
         self.futures.append(future)
         return future
 
-    def retry(self, work: Work, **kwargs: Any) -> asyncio.Future[Any]:
-        self.writes.append(("retry", work, kwargs))
+    def plan(self, retry_number: int, retry_after: float | None) -> tuple[int, int]:
+        """The tier is the retry number here, so that tests read it back."""
+        return retry_number, 0
+
+    def write_retry(self, work: Work, tier: int, due_ms: int, **kwargs: Any) -> asyncio.Future[Any]:
+        self.writes.append(("retry", work, {"retry_number": tier, **kwargs}))
         return self._future()
 
     def dead_letter(self, work: Work, letter: DeadLetter) -> asyncio.Future[Any]:
