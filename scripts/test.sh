@@ -31,4 +31,5 @@ pip=(.venv/bin/pip --disable-pip-version-check)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# In parallel: each worker has its own embedded broker, a test file stays on one worker.
+.venv/bin/pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile "$@"

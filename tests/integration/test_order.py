@@ -80,7 +80,7 @@ async def test_a_hot_key_waits_behind_its_retried_event_and_holds_no_one_else(
     """One agent's first event fails once and 999 more of its events follow; 20 other
     agents' events are produced at the same time: the hot agent's 1,000 arrive in order,
     and the others are not held up behind it."""
-    settings = settings_factory(retry_backoff="2s,5s")
+    settings = settings_factory(retry_backoff="5s,10s")
     hot = [
         {"account_id": "1", "agent_id": "hot", "event_type": "AVAILABLE",
          "duration": str(n), "event_id": f"h-{n}"}
@@ -106,8 +106,8 @@ async def test_a_hot_key_waits_behind_its_retried_event_and_holds_no_one_else(
     assert per_agent["hot"] == list(range(1000))
     others_latency = [at - produced for agent, _n, at in responder.delivered if agent != "hot"]
     hot_first = min(at for agent, _n, at in responder.delivered if agent == "hot")
-    assert max(others_latency) < 2.0  # the other agents did not wait for the 2 s tier
-    assert hot_first - produced >= 2.0  # the hot agent did
+    assert hot_first - produced >= 5.0  # the hot agent waited for the 5 s tier...
+    assert max(others_latency) < 2.5  # ...the others did not (2.5 s: a loaded machine)
 
 
 async def test_order_holds_across_a_kill_9_while_events_wait_in_a_tier(
