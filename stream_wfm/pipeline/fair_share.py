@@ -38,7 +38,7 @@ INTERVAL: Final = 0.25
 #: After scans that found nothing to move, the scans space out up to this many seconds.
 QUIET_INTERVAL: Final = 4.0
 #: An endpoint whose oldest queued event waited longer than this may be lagging...
-LAGGING_AFTER: Final = 0.5
+LAGGING_AFTER: Final = 1.5
 #: ...and it is, when draining its queue at its recent rate would take longer than this.
 DRAIN_LIMIT: Final = 5.0
 

@@ -173,7 +173,7 @@ async def test_a_slow_endpoint_over_its_share_is_moved_aside_and_keeps_its_first
     acme = await rig.queue("acme", 30)  # one in flight, 29 queued
     globex = await rig.queue("globex", 3, lane=1)
     rig.pressure()
-    rig.clock.now += 1.0
+    rig.clock.now += 2.0
     moved = rig.fair_share.check()
     # Two endpoints with queued events: a share is 20 // 3 = 6.
     assert ids(moved) == ids(acme[7:])
@@ -207,7 +207,7 @@ async def test_moved_aside_ends_with_the_pressure_and_at_the_next_check(
     rig = make_rig()
     await rig.queue("acme", 30)
     rig.pressure()
-    rig.clock.now += 1
+    rig.clock.now += 2.0
     assert rig.fair_share.check()
     assert rig.fair_share.moved_aside("acme", AGENT)
     rig.pressure(False)
@@ -217,7 +217,7 @@ async def test_moved_aside_ends_with_the_pressure_and_at_the_next_check(
     assert rig.fair_share.check() == []  # it holds its share now: not over it
     assert not rig.fair_share.moved_aside("acme", AGENT)
     await rig.queue("acme", 30)
-    rig.clock.now += 1
+    rig.clock.now += 2.0
     assert rig.fair_share.check()
     rig.pressure(False)
     assert rig.fair_share.check() == []  # a check without pressure ends it too
@@ -241,10 +241,10 @@ async def test_an_endpoint_whose_oldest_event_is_young_is_not_moved(
 async def test_the_oldest_event_of_any_lane_counts(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
     await rig.queue("acme", 1, lane=0)  # under way: lane 0 comes first, and stays
-    rig.clock.now += 1
-    await rig.queue("acme", 15, lane=1)  # 14 queued since 101.0
-    rig.clock.now += 1
-    await rig.queue("acme", 14, lane=0)  # 14 queued since 102.0
+    rig.clock.now += 2.0
+    await rig.queue("acme", 15, lane=1)  # 14 queued since 102.0
+    rig.clock.now += 2.0
+    await rig.queue("acme", 14, lane=0)  # 14 queued since 104.0
     rig.pressure()
     rig.clock.now += 0.4  # lane 0's events are young, lane 1's are not
     assert len(rig.fair_share.check()) == 28 - 2 * 5  # a share of 10 over two lanes
@@ -311,7 +311,7 @@ async def test_each_lane_of_a_moved_endpoint_keeps_its_part_of_the_share(
     rig = make_rig(max_buffered=40)
     lanes = [await rig.queue("acme", 10, lane=lane) for lane in (3, 5, 7)]  # 9 queued each
     rig.pressure()
-    rig.clock.now += 1
+    rig.clock.now += 2.0
     moved = rig.fair_share.check()
     # Alone: a share of 20 // 2 = 10, over three lanes: 3 each.
     assert ids(moved) == ids([j for lane in lanes for j in lane[4:]])
@@ -322,7 +322,7 @@ async def test_each_lane_keeps_at_least_one_event(make_rig: Callable[..., Rig]) 
     rig = make_rig(max_buffered=8)  # a share of 4 // 2 = 2, over six lanes
     lanes = [await rig.queue("acme", 3, lane=lane) for lane in range(6)]
     rig.pressure()
-    rig.clock.now += 1
+    rig.clock.now += 2.0
     assert ids(rig.fair_share.check()) == ids([lane[2] for lane in lanes])
     assert rig.dispatcher.queued == 6
 
@@ -335,7 +335,7 @@ async def test_endpoints_sharing_a_lane_are_trimmed_apart(make_rig: Callable[...
         rig.dispatcher.submit(j)
     rig.answered("globex", 100.0)  # globex keeps up, acme does not
     rig.pressure()
-    rig.clock.now += 1
+    rig.clock.now += 2.0
     moved = rig.fair_share.check()
     # Two endpoints: a share of 20 // 3 = 6.
     assert ids(moved) == ids([j for j in mixed if j.context.account_id == "acme"][6:])
