@@ -34,6 +34,7 @@ from confluent_kafka import (
 from stream_wfm.console.health import FRESH_SECONDS
 from stream_wfm.health.exceptions import InvalidHealthRecordError
 from stream_wfm.health.records import HealthRecord, decode_health_record, parse_iso_utc
+from stream_wfm.kafka.topic_wait import wait_for_partitions
 
 log = logging.getLogger(__name__)
 
@@ -222,23 +223,19 @@ class HealthFeed:
             log.warning("health consumer error", extra={"topic": self.topic, "error": str(err)})
 
     def _wait_for_topic(self, consumer: Consumer) -> list[int] | None:
-        warned = False
-        while not self._stop.is_set():
-            try:
-                topics = consumer.list_topics(timeout=_TOPIC_RECHECK).topics  # never creates
-            except KafkaException as exc:
-                self._status = f"broker not reachable: {exc.args[0]}"
-                self._stop.wait(1.0)
-                continue
-            meta = topics.get(self.topic)
-            if meta is not None and meta.error is None and meta.partitions:
-                return sorted(meta.partitions)
-            self._status = f"health topic {self.topic} does not exist"
-            if not warned:
-                log.warning("health topic missing; no health shown", extra={"topic": self.topic})
-                warned = True
-            self._stop.wait(_TOPIC_RECHECK)
-        return None
+        return wait_for_partitions(
+            consumer,
+            self.topic,
+            self._stop,
+            status=self._set_status,
+            missing=f"health topic {self.topic} does not exist",
+            missing_log="health topic missing; no health shown",
+            list_timeout=_TOPIC_RECHECK,
+            recheck=_TOPIC_RECHECK,
+        )
+
+    def _set_status(self, status: str) -> None:
+        self._status = status
 
 
 def _at(record: HealthRecord) -> float | None:

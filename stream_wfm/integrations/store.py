@@ -26,13 +26,13 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     TopicPartition,
 )
 
 from stream_wfm.integrations.exceptions import ConfigValidationError
 from stream_wfm.integrations.model import IntegrationConfig, parse_config_record
+from stream_wfm.kafka.topic_wait import wait_for_partitions
 
 log = logging.getLogger(__name__)
 
@@ -214,26 +214,19 @@ class ConfigStore(Generic[E]):
             consumer.close()
 
     def _wait_for_topic(self, consumer: Consumer) -> list[int] | None:
-        warned = False
-        while not self._stop.is_set():
-            try:
-                # A plain list_topics() never auto-creates the topic.
-                topics = consumer.list_topics(timeout=5).topics
-            except KafkaException as exc:
-                self._status = f"broker not reachable: {exc.args[0]}"
-                self._stop.wait(1.0)
-                continue
-            meta = topics.get(self.topic)
-            if meta is not None and meta.error is None and meta.partitions:
-                return sorted(meta.partitions)
-            self._status = (
-                f"config topic {self.topic} does not exist (run: stream-wfm topics create)"
-            )
-            if not warned:
-                log.warning("config topic missing", extra={"topic": self.topic})
-                warned = True
-            self._stop.wait(1.0)
-        return None
+        return wait_for_partitions(
+            consumer,
+            self.topic,
+            self._stop,
+            status=self._set_status,
+            missing=f"config topic {self.topic} does not exist (run: stream-wfm topics create)",
+            missing_log="config topic missing",
+            list_timeout=5.0,
+            recheck=1.0,
+        )
+
+    def _set_status(self, status: str) -> None:
+        self._status = status
 
     def _apply(self, msg: Message) -> None:
         raw_key = msg.key()
