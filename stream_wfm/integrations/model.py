@@ -471,7 +471,10 @@ class _StdlibDecoder:
     where orjson refuses the whole text."""
 
     def __init__(self) -> None:
-        self.repeated: dict[int, list[str]] = {}  # id(object) → the keys it repeats
+        # id(object) → (the object, the keys it repeats). The object is kept so that its
+        # id is not reused while decoding: a later value's key overwrites an earlier one
+        # (``{"a": {"b": 1, "b": 2}, "a": 1}``), freeing it, and a new object may get its id.
+        self.repeated: dict[int, tuple[dict[str, Any], list[str]]] = {}
         self.overflow = False
 
     def _object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -483,7 +486,7 @@ class _StdlibDecoder:
                 if key in seen and key not in repeated:
                     repeated.append(key)
                 seen.add(key)
-            self.repeated[id(obj)] = repeated
+            self.repeated[id(obj)] = (obj, repeated)
         return obj
 
     def _float(self, text: str) -> float:
@@ -513,7 +516,8 @@ class _StdlibDecoder:
         while stack:
             value, path, field = stack.pop()
             if type(value) is dict:
-                for key in self.repeated.get(id(value), ()):
+                kept = self.repeated.get(id(value))
+                for key in kept[1] if kept is not None and kept[0] is value else ():
                     in_field = key if path is None and key in _FIELD_NAMES else field
                     message = f"duplicate JSON key {_key_path((path, key))}"
                     errors.append(FieldError(in_field, message))
