@@ -161,6 +161,7 @@ class Service:
             },
             retry_topics=set(retry_topics),
             max_buffered=settings.max_buffered_events,
+            order_keys_in_memory=settings.order_keys_in_memory,
             breaker=BreakerPolicy(
                 window=settings.breaker_window_seconds,
                 min_attempts=settings.breaker_min_attempts,

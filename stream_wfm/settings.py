@@ -226,6 +226,13 @@ class Settings(BaseSettings):
     max_buffered_events: int = Field(
         default=20_000, ge=100, description="Pause input partitions above this many pending events."
     )
+    order_keys_in_memory: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Ordering keys waiting behind a retried event kept in memory (about "
+        "200 bytes each); more are spilled to a file in the temporary directory.",
+    )
     backpressure_hold_seconds: float = Field(
         default=3.0,
         gt=0,

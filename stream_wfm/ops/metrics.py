@@ -89,6 +89,14 @@ class Metrics:
             "Consumed events not yet finished (buffered or in flight).",
             registry=registry,
         )
+        self.order_waiting_events = Gauge(
+            f"{p}_order_waiting_events",
+            "Events in retry tiers that their key's later events wait behind, by where "
+            "this instance keeps them (memory, or disk once more keys wait than "
+            "STREAM_WFM_ORDER_KEYS_IN_MEMORY).",
+            ["place"],
+            registry=registry,
+        )
         self.assigned_partitions = Gauge(
             f"{p}_assigned_partitions",
             "Partitions assigned to this instance, by topic.",

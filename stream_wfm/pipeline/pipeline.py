@@ -66,6 +66,7 @@ class Pipeline:
         topic_kinds: dict[str, EventKind],
         retry_topics: set[str],
         max_buffered: int,
+        order_keys_in_memory: int = 100_000,
         breaker: BreakerPolicy = BreakerPolicy(),  # noqa: B008  # frozen
         commit_interval: float = 1.0,
         revoke_drain: float = 5.0,
@@ -80,7 +81,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self.backpressure = Backpressure(max_buffered, self._backpressure_changed)
         self._handback = Handback(self.backpressure, revoke_drain)
-        self.order = KeyOrder()
+        self.order = KeyOrder(order_keys_in_memory)
         settler = Settler(writer, self.backpressure, self._handback, self.order)
         self.endpoints = Endpoints(breaker, metrics, clock, on_open=self._circuit_opened)
         attempts = self._attempts = Attempts(
@@ -128,6 +129,11 @@ class Pipeline:
         )
         metrics.pending_events.set_function(lambda: self.backpressure.pending)
         metrics.in_flight.set_function(lambda: self.dispatcher.in_flight)
+        order = self.order
+        metrics.order_waiting_events.labels("memory").set_function(
+            lambda: order.waiting_events - order.spilled_events
+        )
+        metrics.order_waiting_events.labels("disk").set_function(lambda: order.spilled_events)
 
     @property
     def pending(self) -> int:
@@ -220,6 +226,7 @@ class Pipeline:
         Safe to call twice."""
         self._handback.close()
         self._gate.close()
+        self.order.close()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

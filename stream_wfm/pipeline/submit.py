@@ -83,6 +83,9 @@ class Submitter:
         number ``attempt``; an event the template cannot encode is dead-lettered."""
         event = work.event
         assert event is not None
+        order = self._order
+        if order.active and self._behind(order, work, event.order_key, attempt):
+            return
         # Endpoints.admit(), its common case inline (once per event): known, closed → SEND.
         table = self._agent_endpoints if event.kind is _AGENT else self._call_endpoints
         endpoint = table.get(event.account_id)
@@ -113,6 +116,23 @@ class Submitter:
         if work.first_attempt_ms == 0:
             work.first_attempt_ms = int(self._clock() * 1000)
         self._dispatcher.submit(Job(request, event.order_key, attempt, work, probe))
+
+    def _behind(self, order: KeyOrder, work: Work, key: str, attempt: int) -> bool:
+        """Defer ``work`` behind an earlier event of its key that waits in a retry tier
+        (docs/contract.md §11) and return True; else it goes on, and when it waited in a
+        tier itself (a due retry or deferral) it no longer does: the key's events that
+        come after it queue behind it in its lane."""
+        source = work.source
+        tp = (source.topic, source.partition)
+        now_ms = int(self._clock() * 1000)
+        waiting = order.ahead(tp, key, source.offset, now_ms, leave=True)
+        if waiting is None:
+            return False
+        # Due no earlier than the latest waiting record; and not at once, when that one
+        # is already due (it is being attempted), so that no event goes round in a loop.
+        to = (waiting.tier, max(waiting.due_ms, now_ms + FOLLOW_DELAY_MS))
+        self._attempts.defer(work, attempt, "order", to)
+        return True
 
     def resubmit(self, work: Work, attempt: int) -> None:
         """A due retry: send it with the account's *current* config, or drop it when the

@@ -55,23 +55,35 @@ def in_order(per_agent: dict[str, list[int]], agents: int, each: int) -> None:
         assert sequences == list(range(each)), f"{agent}: {sequences}"
 
 
+@pytest.mark.parametrize("keys_in_memory", [100_000, 2], ids=["in memory", "spilled to disk"])
 async def test_an_agents_later_events_wait_behind_its_retried_one(
-    settings_factory: Any, receiver_factory: Any
+    settings_factory: Any, receiver_factory: Any, keys_in_memory: int
 ) -> None:
     """20 agents x 12 events; the first attempt of ~25 % of them fails: every event arrives,
-    and every agent's events arrive in input order."""
-    settings = settings_factory(retry_backoff="1s,2s")
+    and every agent's events arrive in input order; also with all but two of the waiting
+    keys spilled to disk."""
+    settings = settings_factory(retry_backoff="1s,2s", order_keys_in_memory=keys_in_memory)
     responder = FailFirstAttempts({i for i in range(240) if i % 4 == 1})
     receiver = await receiver_factory(respond=responder)
     put_all_states_config(settings, receiver.url())
+    on_disk = [0.0]
     async with Service(settings) as service:
+
+        def delivered() -> bool:
+            spilled = service.registry.get_sample_value(
+                "stream_wfm_order_waiting_events", {"place": "disk"}
+            )
+            on_disk[0] = max(on_disk[0], spilled or 0.0)
+            return len(responder.ids) == 240
+
         produce_json(settings, settings.agent_events_topic, numbered_events(240, agents=20))
-        await wait_until(lambda: len(responder.ids) == 240, 60, "every event delivered")
+        await wait_until(delivered, 60, "every event delivered")
         deferred = service.registry.get_sample_value(
             "stream_wfm_events_deferred_total", {"reason": "order"}
         )
     in_order(responder.per_agent(), agents=20, each=12)
     assert (deferred or 0) > 0  # later events did wait behind a retried one
+    assert (on_disk[0] > 0) == (keys_in_memory == 2)
 
 
 async def test_a_hot_key_waits_behind_its_retried_event_and_holds_no_one_else(
@@ -132,11 +144,6 @@ async def test_order_holds_across_a_kill_9_while_events_wait_in_a_tier(
     in_order(responder.per_agent(), agents=20, each=12)
 
 
-@pytest.mark.skip(
-    reason="not kept yet (issue 15 open): with a member joining mid-stream an agent's "
-    "events handed over and its later events were seen interleaved, e.g. [0, 1, 12, 2, 13, "
-    "...]; every event arrives"
-)
 async def test_order_holds_when_a_member_joins_mid_stream(
     settings_factory: Any, receiver_factory: Any, service_process: Any
 ) -> None:
