@@ -147,12 +147,23 @@ class CircuitBreaker:
         self._count(now, result is _FAILURE)
         return self._trip(now)
 
+    def successes(self, now: float, n: int) -> BreakerState | None:
+        """``n`` attempts that are not probes succeeded, counted at ``now`` (the endpoints
+        count successes per loop turn, :meth:`Endpoints.flush
+        <stream_wfm.health.endpoints.Endpoints.flush>`); ignored unless closed, as
+        :meth:`record` ignores them."""
+        if self.state != "closed":
+            return None
+        self._count(now, False, n)
+        # Successes can open it too: those that bring the window to min_attempts.
+        return self._trip(now) if self._failures else None
+
     def open_seconds(self, now: float) -> float:
         """How long the endpoint has failed without a successful probe; 0 when closed."""
         since = self.failing_since
         return 0.0 if since is None else max(0.0, now - since)
 
-    def _count(self, now: float, failed: bool) -> None:
+    def _count(self, now: float, failed: bool, n: int = 1) -> None:
         second = int(now)
         buckets = self._buckets
         horizon = second - self._policy.window
@@ -166,8 +177,8 @@ class CircuitBreaker:
             bucket = [second, 0, 0]
             buckets.append(bucket)
             self._bucket_end = second + 1.0
-        bucket[1] += 1
-        self._attempts += 1
+        bucket[1] += n
+        self._attempts += n
         if failed:
             bucket[2] += 1
             self._failures += 1

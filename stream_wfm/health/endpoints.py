@@ -5,8 +5,11 @@ An *endpoint* is one integration URL, ``(account_id, kind)`` (docs/contract.md Â
 :class:`~stream_wfm.health.breaker.CircuitBreaker` and the figures a health record
 carries (attempts, failures and deferrals over the last 5 minutes in 10-second
 buckets, the last success and failure, the last error). It runs on the event loop
-and is asked once per event (:meth:`Endpoints.admit`) and told once per attempt
-(:meth:`Endpoints.record`).
+and is asked once per event (:meth:`Endpoints.admit`, its common case inline in the
+submitter) and told of every attempt: a failure, a probe's answer or an attempt of an
+endpoint found not closed at once (:meth:`Endpoints.record`), the other successes once
+per endpoint and loop turn (:meth:`Endpoints.flush`), which every other method does
+first, so that nothing reads figures without them.
 
 A new config record for the account (its ``version``, where it was read on the config
 topic) starts the endpoint afresh: a fixed URL or a re-enable deserves a closed
@@ -16,6 +19,7 @@ for 5 minutes is forgotten, so memory follows the endpoints in use.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
@@ -65,6 +69,7 @@ class Endpoint:
         "sec_end",
         "started",
         "touched",
+        "unflushed",
         "version",
     )
 
@@ -88,6 +93,8 @@ class Endpoint:
         self.prev_start = 0.0
         self.prev_count = 0
         self.touched = False  # something happened since the last report
+        #: Successful attempts not counted yet: counted once per loop turn (Endpoints.flush).
+        self.unflushed = 0
         self.disabling = False  # auto-disable under way
 
     def count(self, now: float, attempts: int, failures: int, deferred: int) -> None:
@@ -179,6 +186,8 @@ class Endpoints:
         self.call: Mapping[str, Endpoint] = self._call
         self._open: dict[Key, Endpoint] = {}  # breaker open or half-open
         self.on_open = on_open
+        self._unflushed: list[Endpoint] = []  # endpoints with successes to count
+        self._flush_scheduled = False
         self._transitions = {
             state: metrics.circuit_transitions.labels(state)
             for state in ("closed", "open", "half_open")
@@ -191,6 +200,8 @@ class Endpoints:
         with)? The submitter answers the common case itself from :attr:`agent` and
         :attr:`call`: an endpoint known under ``version`` with a closed breaker gets
         ``SEND``."""
+        if self._unflushed:
+            self.flush()
         endpoint = self._table(kind).get(account_id)
         if endpoint is None or endpoint.version != version:
             endpoint = self._start(account_id, kind, version)
@@ -212,6 +223,8 @@ class Endpoints:
     ) -> None:
         """An attempt to the endpoint ended with ``outcome`` (``now``: the clock's time, when
         the caller has read it already)."""
+        if self._unflushed:
+            self.flush()
         endpoint = (self._agent if kind is _AGENT else self._call).get(account_id)
         if endpoint is None:
             return  # forgotten or restarted meanwhile (a new config)
@@ -239,7 +252,37 @@ class Endpoints:
         if entered is not None:
             self._entered(endpoint, entered)
 
+    def succeeded_later(self, endpoint: Endpoint) -> None:
+        """``endpoint.unflushed`` went from 0 to 1: count its successes at the end of this
+        loop turn. (The attempts' handler counts a success with ``unflushed += 1`` and
+        calls this for the first only: one call per endpoint and loop turn, not one per
+        event, docs/design.md.)"""
+        self._unflushed.append(endpoint)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Count the successes not counted yet: their endpoints' figures and breakers."""
+        self._flush_scheduled = False
+        endpoints, self._unflushed = self._unflushed, []
+        if not endpoints:
+            return
+        now = self._clock()
+        for endpoint in endpoints:
+            n = endpoint.unflushed
+            if not n:
+                continue
+            endpoint.unflushed = 0
+            endpoint.last_success_at = now
+            endpoint.count(now, n, 0, 0)
+            entered = endpoint.breaker.successes(now, n)
+            if entered is not None:
+                self._entered(endpoint, entered)
+
     def deferred(self, account_id: str, kind: EventKind, n: int = 1) -> None:
+        if self._unflushed:
+            self.flush()
         endpoint = self._table(kind).get(account_id)
         if endpoint is not None:
             endpoint.count(self._clock(), 0, 0, n)
@@ -248,10 +291,14 @@ class Endpoints:
         return self._clock()
 
     def get(self, account_id: str, kind: EventKind) -> Endpoint | None:
+        if self._unflushed:
+            self.flush()
         return self._table(kind).get(account_id)
 
     def failing(self) -> Iterator[Endpoint]:
         """The endpoints whose breaker is open or half-open."""
+        if self._unflushed:
+            self.flush()
         return iter(list(self._open.values()))
 
     def longest_open(self) -> float:
@@ -261,6 +308,8 @@ class Endpoints:
     def take_reports(self) -> dict[str, dict[str, EndpointReport]]:
         """Per account, the reports of its endpoints that were active since the last call
         or whose breaker is not closed; forgets endpoints idle for 5 minutes."""
+        if self._unflushed:
+            self.flush()
         now = self._clock()
         reports: dict[str, dict[str, EndpointReport]] = {}
         for table in (self._agent, self._call):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from stream_wfm.delivery.outcome import DEFERRAL_REASONS, DEFERRALS, Outcome, OutcomeKind
 from stream_wfm.delivery.templates import TemplatedEntry
@@ -27,6 +27,8 @@ from stream_wfm.pipeline.settle import Defer, Retry, Settler, after_attempt
 from stream_wfm.pipeline.work import Work
 
 log = logging.getLogger(__name__)
+
+_DELIVERED: Final = OutcomeKind.DELIVERED
 
 __all__ = ["Attempts"]
 
@@ -66,13 +68,22 @@ class Attempts:
         self._duration[kind].observe(elapsed)
         self.count(kind, outcome)
         now = self._clock()  # one clock read for the breaker and the latency
-        self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
-        if outcome.kind is OutcomeKind.DELIVERED:
+        if outcome.kind is _DELIVERED:
+            endpoint = work.endpoint
+            if endpoint is not None and not job.probe:
+                # Counted once per loop turn and endpoint (Endpoints.flush), not per event.
+                n = endpoint.unflushed
+                endpoint.unflushed = n + 1
+                if not n:
+                    self._endpoints.succeeded_later(endpoint)
+            else:
+                self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
             ts = work.source.timestamp_ms
             if ts is not None:
                 self._latency[kind].observe(max(0.0, now - ts / 1000))
             self._settler.finish(work)
             return
+        self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
         entry = self._store.get(event.account_id)
         max_retries = 0 if entry is None else entry.max_retries
         log.info(

@@ -99,8 +99,10 @@ class Submitter:
                 self._attempts.defer(work, attempt, "circuit_open")
                 return
             probe = admission is _PROBE
+            work.endpoint = None
         else:
             probe = False
+            work.endpoint = endpoint
         fair_share = self._fair_share
         if fair_share.moved and not probe and fair_share.moved_aside(event.account_id, event.kind):
             self._attempts.defer(work, attempt, "fair_share")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stream_wfm.events import Event, EventKind
+from stream_wfm.health.endpoints import Endpoint
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.retry.records import SourceRecord
 
@@ -14,10 +15,12 @@ class Work:
     partition) whose offset is finished when this work is; ``source`` is the
     original input record (for a retry, the one inside the retry record).
     ``kind`` is None only for a retry record that could not be decoded;
-    ``event`` is None for a record that is not a valid event.
+    ``event`` is None for a record that is not a valid event. ``endpoint``: the endpoint
+    its attempt goes to, when the submitter found it closed (its success is then counted
+    without a lookup), else None.
     """
 
-    __slots__ = ("event", "first_attempt_ms", "kind", "offset", "source", "tracker")
+    __slots__ = ("endpoint", "event", "first_attempt_ms", "kind", "offset", "source", "tracker")
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class Work:
         self.kind = kind
         self.event = event
         self.first_attempt_ms = first_attempt_ms
+        self.endpoint: Endpoint | None = None
 
     @property
     def account_id(self) -> str | None:

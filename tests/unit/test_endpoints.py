@@ -4,6 +4,8 @@ endpoint afresh."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -310,3 +312,45 @@ def test_the_rate_is_attempts_per_second_over_the_last_one_to_two_seconds() -> N
     endpoints.record("acme", AGENT, OK, probe=False)
     assert endpoint.rate(rig.clock()) <= 2.0  # one answer, over the shortest span (0.5 s)
     assert endpoint.rate(rig.clock() + 1) <= 1.0
+
+
+def later_success(endpoints: Endpoints, endpoint: Endpoint) -> None:
+    """What the attempts' handler does for a delivered event of a closed endpoint."""
+    n = endpoint.unflushed
+    endpoint.unflushed = n + 1
+    if not n:
+        endpoints.succeeded_later(endpoint)
+
+
+async def test_successes_counted_later_count_once_per_loop_turn_as_if_recorded() -> None:
+    """Successes are counted at the end of the loop turn they happened in, once per
+    endpoint: the report and the breaker see the same as with record()."""
+    batched, direct = Rig(), Rig()
+    for rig in (batched, direct):
+        rig.endpoints.admit("acme", AGENT, V1)
+    endpoint = batched.endpoints.agent["acme"]
+    for _ in range(5):
+        later_success(batched.endpoints, endpoint)
+        direct.endpoints.record("acme", AGENT, OK, probe=False)
+    assert endpoint.unflushed == 5
+    await asyncio.sleep(0)  # the end of this loop turn
+    assert endpoint.unflushed == 0
+    assert batched.endpoints.take_reports() == direct.endpoints.take_reports()
+    # 10 failures after the 5 successes: 10 of 15 failed, under the 70 % that opens it
+    # (were the successes not in the breaker's window, 10 of 10 would open it).
+    for rig in (batched, direct):
+        rig.fail(n=10)
+        assert state(rig.endpoints.agent["acme"]) == "closed"
+
+
+async def test_a_failure_counts_the_successes_before_it_first() -> None:
+    rig = Rig()
+    rig.endpoints.admit("acme", AGENT, V1)
+    endpoint = rig.endpoints.agent["acme"]
+    for _ in range(30):
+        later_success(rig.endpoints, endpoint)
+    for _ in range(10):  # in the same loop turn: 10 of 40 failed, under the ratio
+        rig.endpoints.record("acme", AGENT, UNAVAILABLE, probe=False)
+    assert state(endpoint) == "closed"
+    await asyncio.sleep(0)
+    assert rig.endpoints.take_reports()["acme"]["agent"].attempts_5m == 40
