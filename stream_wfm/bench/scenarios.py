@@ -45,13 +45,15 @@ def deliver(
     events: int,
     selected: int,
     signing_secrets: tuple[str, ...] = (),
+    run: str | None = None,
 ) -> dict[str, Any]:
     """The service delivering the pre-produced ``topic`` as ``fmt`` (signed with
     ``signing_secrets`` when given): what arrived, start-up, and the steady-state throughput
-    and CPU per event."""
+    and CPU per event. ``run`` names its topics and consumer group (one name per run)."""
     receiver = h.receiver
     receiver.reset()
-    run = f"{fmt}-signed" if signing_secrets else fmt
+    if run is None:
+        run = f"{fmt}-signed" if signing_secrets else fmt
     s = h.prepare(run, topic, fmt, signing_secrets=signing_secrets)
     with h.service(s) as svc:
         ready = svc.ready_seconds

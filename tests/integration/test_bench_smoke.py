@@ -111,3 +111,24 @@ def test_table_prints_measurements_and_ratios_only(bench_output: dict[str, Any])
     assert re.search(r"\d\.\d\dx", table), table
     for verdict in ("PASS", "FAIL", "target"):
         assert verdict not in table, table
+
+
+def test_the_side_by_side_script_runs_two_trees_in_turn(tmp_path: Any) -> None:
+    """benchmarks/ab_service.py with this checkout as both trees: every pair measured."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_WFM_")}
+    env["PYTHONPATH"] = root
+    out = subprocess.run(
+        [
+            sys.executable, os.path.join(root, "benchmarks", "ab_service.py"), "--json",
+            "--a", root, "--b", root, "--pairs", "2", "--events", "1000",
+        ],
+        capture_output=True, text=True, timeout=180, env=env, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert len(result["pairs"]) == 2
+    for pair in result["pairs"]:
+        assert pair["A"] > 0
+        assert pair["B"] > 0
+        assert pair["ratio"] == pytest.approx(pair["B"] / pair["A"])
