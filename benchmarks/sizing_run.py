@@ -11,25 +11,91 @@ core, and how busy the machine's cores were meanwhile (``/proc/stat``: other wor
 shared machine shows there).
 
     python benchmarks/sizing_run.py --events 100000 --instances 2
+    python benchmarks/sizing_run.py --events 30000 --latency-ms 100 --concurrency 64
+
+With ``--latency-ms`` the receiver (the bench's, in its own process) answers each
+request that many milliseconds after it arrived: the endpoint latency the service has to
+cover with requests in flight (at most ``--concurrency`` per instance).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from stream_wfm.bench import receiver as bench_receiver
 from stream_wfm.bench.harness import BenchOptions, Harness
 from stream_wfm.bench.service_proc import CpuSampler, ServiceProcess, thread_cpu_seconds
-from stream_wfm.bench.workload import produce_events
+from stream_wfm.bench.workload import ACCOUNT_ID, integration, produce_events, write_integrations
+from stream_wfm.kafka.admin import create_topics
+from stream_wfm.settings import Settings
 from stream_wfm.terminal.progress import Phases
 
 PARTITIONS_PER_TOPIC_SUM = "stream_wfm_assigned_partitions"
+
+
+class _Later:
+    """A transport whose writes go out ``delay`` seconds later (the endpoint's latency)."""
+
+    def __init__(self, transport: asyncio.BaseTransport, delay: float) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._delay = delay
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        self._loop.call_later(self._delay, self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+
+def serve_delayed(delay: float) -> None:
+    """The bench receiver (same control protocol on stdin/stdout), answering after ``delay``."""
+
+    class Delayed(bench_receiver._Http):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self._transport = cast(asyncio.Transport, _Later(transport, delay))
+
+    async def serve() -> None:
+        recorder = bench_receiver.Recorder()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Delayed(recorder), "127.0.0.1", 0, backlog=4096)
+        bound = server.sockets[0].getsockname()[1]
+        sys.stdout.buffer.write(json.dumps({"port": bound}).encode() + b"\n")
+        sys.stdout.buffer.flush()
+        async with server:
+            await bench_receiver._control(recorder)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())
+
+
+class DelayedReceiver(bench_receiver.ReceiverProcess):
+    """:class:`ReceiverProcess` running :func:`serve_delayed` (this script) instead."""
+
+    def __init__(self, delay: float) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-delay", str(delay)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.port = int(self._read()["port"])
+        self.pid = self._proc.pid
 
 
 def machine_busy() -> tuple[float, float]:
@@ -61,6 +127,15 @@ def wait_split(services: list[ServiceProcess], timeout: float = 60.0) -> list[fl
     raise RuntimeError(f"the partitions were not split evenly within {timeout:g}s: {previous}")
 
 
+def prepare(h: Harness, topic: str) -> Settings:
+    """As :meth:`Harness.prepare` for JSON, to whichever receiver ``h`` has now."""
+    s = h.settings("group", topic)
+    create_topics(s)
+    cfg = integration(ACCOUNT_ID, h.receiver.url("/agent"), True)
+    write_integrations(h.bootstrap, s.config_topic, [cfg])
+    return s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -71,14 +146,21 @@ def main() -> int:
         default=64,
         help="STREAM_WFM_MAX_IN_FLIGHT and _PER_HOST of each instance",
     )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="endpoint latency")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--serve-delay", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_delay is not None:
+        serve_delayed(args.serve_delay)
+        return 0
     options = BenchOptions(events=args.events, concurrency=args.concurrency)
     progress = Phases("sizing", enabled=False)
     with Harness.started(options, progress) as h:
         topic = h.name("events")
-        s = h.prepare("group", topic, "json")
         with ExitStack() as stack:
+            if args.latency_ms > 0:
+                h.receiver = stack.enter_context(DelayedReceiver(args.latency_ms / 1e3))
+            s = prepare(h, topic)
             services = [
                 stack.enter_context(ServiceProcess(h.env(s))) for _ in range(args.instances)
             ]
@@ -142,6 +224,7 @@ def main() -> int:
         "events": args.events,
         "instances": args.instances,
         "concurrency": args.concurrency,
+        "latency_ms": args.latency_ms,
         "partitions_each": split,
         "received": n,
         "distinct": len(set(dump["ids"])),
@@ -158,7 +241,9 @@ def main() -> int:
         print()
         return 0
     print(
-        f"{args.instances} instances, {args.events} events: {result['throughput_eps']:,.0f} "
+        f"{args.instances} instances, {args.events} events, endpoint latency "
+        f"{args.latency_ms:g} ms, {args.concurrency} in flight each: "
+        f"{result['throughput_eps']:,.0f} "
         f"events/s (10-90 % window, {window:.2f} s), first to last "
         f"{result['first_to_last_eps']:,.0f}/s; {result['distinct']}/{selected} received; "
         f"machine busy {busy:.0%} of {os.cpu_count()} cores; load {result['loadavg']}"

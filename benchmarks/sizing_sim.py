@@ -42,8 +42,11 @@ from dataclasses import dataclass, field
 COST_US = 50.0  # service CPU per delivered JSON event, whole process, fast endpoint
 LOOP_SHARE = 0.85  # share of that on the loop thread (the rest: consumer, producer threads)
 FILTERED_US = 3.5  # service CPU per filtered event
-RSS_BASE_MB = 80.0  # assumed: an idle instance with a handful of integrations
-KB_PER_INTEGRATION = 1.4  # measured: ~144-151 MB with 100,000 integrations, parsed worst case
+RSS_READY_MB = 71.0  # measured: RSS at ready with one integration (sizing_run.py)
+KB_IDLE = 0.8  # measured: 144-151 MB at ready with 100,000 integrations
+KB_ACTIVE = 1.4  # docs/design.md: an account whose config was parsed (template not counted)
+BACKLOG_MB = 420.0  # measured: RSS grew by 260-420 MB while draining a 100k-event backlog
+KB_IN_FLIGHT = 10.0  # assumed (not measured): a connection and a request in flight
 TIERS = (10.0, 60.0, 600.0, 3600.0)  # STREAM_WFM_RETRY_BACKOFF default 10s,1m,10m,1h
 
 
@@ -374,9 +377,8 @@ def size(
     loop_share: float = LOOP_SHARE,
     target: float = 0.6,
     max_in_flight: int = 256,
-    buffered: int = 20_000,
-    kb_per_buffered: float = 4.0,
-    kb_per_in_flight: float = 20.0,
+    backlog_mb: float = BACKLOG_MB,
+    kb_in_flight: float = KB_IN_FLIGHT,
 ) -> Cell:
     """Instances, partitions and memory for one cell (docs/sizing.md, "The arithmetic")."""
     loop_s = cost_us * loop_share / 1e6
@@ -388,11 +390,11 @@ def size(
         partitions *= 2
     per_instance = rate / instances
     in_flight = per_instance * latency_ms / 1e3
-    rss = (
-        RSS_BASE_MB
-        + accounts * KB_PER_INTEGRATION / 1e3
-        + buffered * kb_per_buffered / 1e3
-        + min(in_flight, max_in_flight) * kb_per_in_flight / 1e3
+    rss = (  # the worst case: every account active, a full buffer, every slot in use
+        RSS_READY_MB
+        + accounts * KB_ACTIVE / 1e3
+        + backlog_mb
+        + min(in_flight, max_in_flight) * kb_in_flight / 1e3
     )
     return Cell(
         accounts,
@@ -432,20 +434,39 @@ def grid(args: argparse.Namespace) -> None:
             ]
             row = " | ".join(f"{c.instances} ({c.by_cpu}/{c.by_in_flight})" for c in cells)
             print(f"| {rate:,} | {row} | {cells[0].partitions} / {cells[2].partitions} |")
-    print("\n## memory per instance (MB, assumed per-event and per-request sizes)")
-    print("| accounts | 10 ms | 500 ms (raised in-flight) |")
-    print("|---|---|---|")
+    print("\n## memory per instance (MB): at ready, all accounts active, + backlog and slots")
+    print("| accounts | ready (idle accounts) | accounts active | worst case, 500 ms |")
+    print("|---|---|---|---|")
     for accounts in ACCOUNTS:
-        low = size(accounts, 50_000, 10, cost_us=args.cost_us, target=args.target)
-        high = size(
-            accounts,
-            50_000,
-            500,
-            cost_us=args.cost_us,
-            target=args.target,
-            max_in_flight=args.raised_in_flight,
-        )
-        print(f"| {accounts:,} | {low.rss_mb:.0f} | {high.rss_mb:.0f} |")
+        ready = RSS_READY_MB + accounts * KB_IDLE / 1e3
+        active = RSS_READY_MB + accounts * KB_ACTIVE / 1e3
+        worst = size(accounts, 50_000, 500, max_in_flight=args.raised_in_flight).rss_mb
+        print(f"| {accounts:,} | {ready:.0f} | {active:.0f} | {worst:.0f} |")
+    print(f"\n## the grid, max_in_flight {args.raised_in_flight} (cores: 1 requested per instance)")
+    print(
+        "| accounts | events/s | instances (10 / 100 / 500 ms) | partitions "
+        "| max in flight per instance at 500 ms | memory per instance, worst case |"
+    )
+    print("|---|---|---|---|---|---|")
+    for accounts in ACCOUNTS:
+        for rate in RATES:
+            cells = [
+                size(
+                    accounts,
+                    rate,
+                    lat,
+                    cost_us=args.cost_us,
+                    loop_share=args.loop_share,
+                    target=args.target,
+                    max_in_flight=args.raised_in_flight,
+                )
+                for lat in LATENCIES_MS
+            ]
+            n = " / ".join(str(c.instances) for c in cells)
+            print(
+                f"| {accounts:,} | {rate:,} | {n} | {max(c.partitions for c in cells)} | "
+                f"{cells[2].in_flight:,.0f} | {max(c.rss_mb for c in cells):,.0f} MB |"
+            )
     print("\n## check: loop simulation of one instance at each cell's per-instance load")
     print(
         "| events/s | latency | instances | per instance | sim: events/s | loop busy "
@@ -481,10 +502,11 @@ def grid(args: argparse.Namespace) -> None:
     print(f"(auto-disable: STREAM_WFM_AUTO_DISABLE_AFTER={args.auto_disable_s:g}s)")
     print(
         "| accounts | events/s | instances | per endpoint and instance | breaker opens "
-        "| records in the hour | records in all | in the last minute, /s | dead letters "
+        "| records in the hour | records in all | in the last minute, /s "
+        f"| cores for them ({args.record_cost_us:g} us each) | dead letters "
         "| with auto-disable: records in all | dead letters |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in ACCOUNTS:
         for rate in RATES:
             c = size(
@@ -509,10 +531,12 @@ def grid(args: argparse.Namespace) -> None:
             e = _mean(runs)
             opened = sum(r.breaker_opened for r in runs) / len(runs)
             scale = 0.05 * accounts * c.instances  # failing endpoints x instances
+            peak = e.records_last_minute / 60.0 * scale
             print(
                 f"| {accounts:,} | {rate:,} | {c.instances} | {r_e:.3g}/s | {opened:.0%} | "
                 f"{e.retry_records_in_failure * scale:.3g} | {e.retry_records * scale:.3g} | "
-                f"{e.records_last_minute / 60.0 * scale:,.0f} | {e.dead_letters * scale:.3g} "
+                f"{peak:,.0f} | {peak * args.record_cost_us / 1e6:.1f} | "
+                f"{e.dead_letters * scale:.3g} "
                 f"| {off.retry_records * scale:.3g} | {off.dead_letters * scale:.3g} |"
             )
 
@@ -559,6 +583,12 @@ def main() -> int:
         type=float,
         default=900.0,
         help="the grid's auto-disable column (STREAM_WFM_AUTO_DISABLE_AFTER)",
+    )
+    p.add_argument(
+        "--record-cost-us",
+        type=float,
+        default=20.0,
+        help="assumed (not measured) CPU per retry-topic record written and read back",
     )
     p.add_argument("--replicas", type=int, default=100, help="runs averaged below 1 event/s")
     p.add_argument("--seed", type=int, default=1)
