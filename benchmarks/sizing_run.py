@@ -194,7 +194,8 @@ def main() -> int:
             loop = [
                 loop_thread_seconds(svc.pid) - c for svc, c in zip(services, loop0, strict=True)
             ]
-            delivered = [svc.metrics().get("stream_wfm_deliveries_total", 0.0) for svc in services]
+            metrics = [svc.metrics() for svc in services]
+            delivered = [m.get("stream_wfm_deliveries_total", 0.0) for m in metrics]
             dump = h.receiver.dump()
             rss = [svc.rss_bytes() / 1e6 for svc in services]
     times: list[int] = sorted(dump["times"])
@@ -215,6 +216,8 @@ def main() -> int:
                 "cpu_us_per_event_run": cpu[k] * 1e6 / delivered[k] if delivered[k] else 0.0,
                 "loop_share_of_core_run": loop[k] / ((t1 - t0) / 1e9),
                 "cpu_cores_window": window_cpu[k] / window if window else 0.0,
+                "deferred": int(metrics[k].get("stream_wfm_events_deferred_total", 0.0)),
+                "retries": int(metrics[k].get("stream_wfm_retries_scheduled_total", 0.0)),
                 "rss_ready_mb": rss_ready[k],
                 "rss_mb": rss[k],
             }

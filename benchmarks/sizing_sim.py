@@ -259,6 +259,7 @@ def endpoint_sim(
     max_retries: int = 3,
     breaker: Breaker | None = None,
     auto_disable_s: float | None = None,
+    defer_to_probe: bool = False,
     seed: int = 1,
 ) -> EndpointResult:
     """One endpoint at ``rate`` events/s (of one instance), failing (retryably, fast)
@@ -266,7 +267,10 @@ def endpoint_sim(
     runs until ``horizon_s`` (default: ``fail_s`` + the longest tier + 1,200 s) so what
     waits in the tiers comes back. ``auto_disable_s``: once the breaker has been open that
     long without a successful probe, the integration is disabled and every event that
-    comes (new or due) is dead-lettered (``endpoint_disabled``)."""
+    comes (new or due) is dead-lettered (``endpoint_disabled``). ``defer_to_probe`` (not
+    what the service does; a what-if for docs/sizing.md): a deferral of the open breaker
+    is due when the breaker lets the next probe through, in the first tier covering that
+    wait (as a ``Retry-After``, docs/contract.md §6), instead of the tier's own delay."""
     rng = random.Random(seed)
     b = breaker or Breaker()
     horizon = fail_s + tiers[-1] + 1200.0 if horizon_s is None else horizon_s
@@ -287,8 +291,12 @@ def endpoint_sim(
     open_since: float | None = None
     disabled = False
 
-    def write(now: float, n: float, tier: int, attempt: int) -> None:
+    def write(now: float, n: float, tier: int, attempt: int, wait: float = 0.0) -> None:
         nonlocal seq
+        if wait > tiers[tier]:  # as Retry-After: the first tier covering it, capped
+            wait = min(wait, tiers[-1])
+            while tier < len(tiers) - 1 and tiers[tier] < wait:
+                tier += 1
         res.retry_records += n
         res.records_by_tier[tier] += n
         if now < fail_s:
@@ -296,7 +304,10 @@ def endpoint_sim(
             if now >= fail_s - 60.0:
                 res.records_last_minute += n
         seq += 1
-        heapq.heappush(heap, (now + tiers[tier], seq, n, attempt))
+        heapq.heappush(heap, (now + max(wait, tiers[tier]), seq, n, attempt))
+
+    def until_probe() -> float:
+        return max(0.0, b.reopen_at - now) if defer_to_probe else 0.0
 
     def tier_of(retry_number: int) -> int:
         return min(max(retry_number, 1), len(tiers)) - 1
@@ -318,7 +329,7 @@ def endpoint_sim(
         decision = b.admit(now)
         if decision == "defer":
             res.deferrals += n
-            write(now, n, tier_of(attempt - 1), attempt)
+            write(now, n, tier_of(attempt - 1), attempt, until_probe())
             continue
         if decision == "probe":
             # one event of the cohort is the probe; the others are deferred
@@ -328,10 +339,10 @@ def endpoint_sim(
                 res.delivered += 1
             else:
                 res.deferrals += 1
-                write(now, 1, tier_of(attempt - 1), attempt)
+                write(now, 1, tier_of(attempt - 1), attempt, until_probe())
             if n > 1:
                 res.deferrals += n - 1
-                write(now, n - 1, tier_of(attempt - 1), attempt)
+                write(now, n - 1, tier_of(attempt - 1), attempt, until_probe())
             continue
         res.attempts += n
         b.record(now, n, ok, probe=False)
@@ -504,9 +515,10 @@ def grid(args: argparse.Namespace) -> None:
         "| accounts | events/s | instances | per endpoint and instance | breaker opens "
         "| records in the hour | records in all | in the last minute, /s "
         f"| cores for them ({args.record_cost_us:g} us each) | dead letters "
-        "| with auto-disable: records in all | dead letters |"
+        "| with auto-disable: records in all | dead letters | deferred to the next probe: "
+        "records in all |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in ACCOUNTS:
         for rate in RATES:
             c = size(
@@ -528,6 +540,9 @@ def grid(args: argparse.Namespace) -> None:
                     for k in seeds
                 ]
             )
+            probe = _mean(
+                [endpoint_sim(r_e, args.fail_s, defer_to_probe=True, seed=k) for k in seeds]
+            )
             e = _mean(runs)
             opened = sum(r.breaker_opened for r in runs) / len(runs)
             scale = 0.05 * accounts * c.instances  # failing endpoints x instances
@@ -537,7 +552,8 @@ def grid(args: argparse.Namespace) -> None:
                 f"{e.retry_records_in_failure * scale:.3g} | {e.retry_records * scale:.3g} | "
                 f"{peak:,.0f} | {peak * args.record_cost_us / 1e6:.1f} | "
                 f"{e.dead_letters * scale:.3g} "
-                f"| {off.retry_records * scale:.3g} | {off.dead_letters * scale:.3g} |"
+                f"| {off.retry_records * scale:.3g} | {off.dead_letters * scale:.3g} "
+                f"| {probe.retry_records * scale:.3g} |"
             )
 
 

@@ -111,3 +111,12 @@ def test_size_follows_cpu_and_in_flight() -> None:
     assert c.instances == 98
     assert c.partitions >= 2 * c.instances
     assert c.in_flight == pytest.approx(50_000 * 0.5 / 98)
+
+
+def test_deferring_until_the_next_probe_writes_a_few_records_per_event() -> None:
+    churn = sim.endpoint_sim(10.0, 600.0)
+    probe = sim.endpoint_sim(10.0, 600.0, defer_to_probe=True)
+    assert probe.delivered == pytest.approx(probe.events, abs=1)
+    assert probe.dead_letters == 0
+    # open periods 30, 60, 120, 240 s...: an event is written about once per period
+    assert probe.retry_records < 6 * probe.events < churn.retry_records / 5
