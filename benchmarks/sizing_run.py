@@ -34,7 +34,13 @@ from typing import Any, cast
 from stream_wfm.bench import receiver as bench_receiver
 from stream_wfm.bench.harness import BenchOptions, Harness
 from stream_wfm.bench.service_proc import CpuSampler, ServiceProcess, thread_cpu_seconds
-from stream_wfm.bench.workload import ACCOUNT_ID, integration, produce_events, write_integrations
+from stream_wfm.bench.workload import (
+    ACCOUNT_ID,
+    RateProducer,
+    integration,
+    produce_events,
+    write_integrations,
+)
 from stream_wfm.kafka.admin import create_topics
 from stream_wfm.settings import Settings
 from stream_wfm.terminal.progress import Phases
@@ -147,6 +153,12 @@ def main() -> int:
         help="STREAM_WFM_MAX_IN_FLIGHT and _PER_HOST of each instance",
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="endpoint latency")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="produce at this many events/s (for --events / rate seconds) instead of a backlog",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--serve-delay", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,13 +187,27 @@ def main() -> int:
             loop_samples: list[tuple[int, list[float]]] = []
             busy0 = machine_busy()
             t0 = time.monotonic_ns()
-            selected = produce_events(h.bootstrap, topic, args.events, 1.0, prefix="s")
+            in_flight: list[list[float]] = []
+            if args.rate > 0:
+                producer = RateProducer(h.bootstrap, topic, args.rate, args.events / args.rate)
+                producer.start()
+                selected = producer.total
+            else:
+                selected = produce_events(h.bootstrap, topic, args.events, 1.0, prefix="s")
 
             def received() -> int:
                 loop_samples.append(
                     (time.monotonic_ns(), [loop_thread_seconds(svc.pid) for svc in services])
                 )
-                return h.receiver.count()
+                count = h.receiver.count()
+                if len(loop_samples) % 4 == 0 and selected // 10 < count < selected * 9 // 10:
+                    in_flight.append(
+                        [
+                            svc.metrics().get("stream_wfm_requests_in_flight", 0.0)
+                            for svc in services
+                        ]
+                    )
+                return count
 
             try:
                 h.wait(received, selected)
@@ -216,6 +242,9 @@ def main() -> int:
                 "cpu_us_per_event_run": cpu[k] * 1e6 / delivered[k] if delivered[k] else 0.0,
                 "loop_share_of_core_run": loop[k] / ((t1 - t0) / 1e9),
                 "cpu_cores_window": window_cpu[k] / window if window else 0.0,
+                "in_flight_mean": sum(x[k] for x in in_flight) / len(in_flight)
+                if in_flight
+                else 0.0,
                 "deferred": int(metrics[k].get("stream_wfm_events_deferred_total", 0.0)),
                 "retries": int(metrics[k].get("stream_wfm_retries_scheduled_total", 0.0)),
                 "rss_ready_mb": rss_ready[k],
@@ -228,6 +257,7 @@ def main() -> int:
         "instances": args.instances,
         "concurrency": args.concurrency,
         "latency_ms": args.latency_ms,
+        "rate": args.rate,
         "partitions_each": split,
         "received": n,
         "distinct": len(set(dump["ids"])),
@@ -256,7 +286,8 @@ def main() -> int:
             f"  instance {k}: {p['delivered']} delivered, {p['cpu_us_per_event_window']:.1f} us "
             f"CPU/event (window), {p['cpu_us_per_event_run']:.1f} us (whole run), "
             f"{p['cpu_cores_window']:.2f} cores, loop thread {p['loop_share_of_core_run']:.0%} "
-            f"of a core, RSS {p['rss_ready_mb']:.0f} MB ready, {p['rss_mb']:.0f} MB after"
+            f"of a core, {p['in_flight_mean']:.0f} in flight (mean), {p['deferred']} deferred, "
+            f"RSS {p['rss_ready_mb']:.0f} MB ready, {p['rss_mb']:.0f} MB after"
         )
     return 0
 
