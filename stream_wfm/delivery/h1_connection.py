@@ -8,6 +8,7 @@ the contract (limits, reuse, what counts as a connection error).
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections import deque
 from typing import Final
@@ -36,7 +37,11 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, pool: HostPool, sock: socket.socket) -> None:
         self.generation = pool.generation
-        self.sock = sock  # the transport's own socket: peeked at, never read
+        self.sock = sock  # the transport's own socket: polled, never read
+        # Whether the socket is readable, by a poll that never blocks: cheaper than a
+        # peeking recv(), whose "nothing there" is an exception (with its message).
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN)
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.closed = False
@@ -175,15 +180,10 @@ class Connection(asyncio.Protocol):
 
     def unread(self) -> bool:
         """Whether the socket holds bytes the loop has not read yet, or the end of the
-        stream: before a request is written, these are no answer to it (over TLS they
-        may also be records without data, such as session tickets)."""
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            pass  # closed
-        return True
+        stream (or an error): before a request is written, these are no answer to it (over
+        TLS they may also be records without data, such as session tickets). A socket
+        closed here polls as invalid: True as well."""
+        return bool(self.poller.poll(0))
 
     def abort(self) -> None:
         """Close now, dropping anything unsent (the connection's state is unknown)."""
