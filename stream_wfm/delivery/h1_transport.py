@@ -185,7 +185,7 @@ class H1Transport:
         if self._ticker is None:
             self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
         try:
-            data = encode_request(request, pool.host_header, self._header_blocks)
+            data = encode_request(request, pool.host_header, self._header_blocks, pool.lines)
             status = await conn.start(loop, data, deadline, preview)
         except (OSError, NoResponseError) as exc:
             # NoResponseError: the response is not HTTP/1.1, or the request not encodable.
