@@ -30,7 +30,7 @@ from stream_wfm.delivery.exceptions import (
     NoResponseError,
     ProtocolError,
 )
-from stream_wfm.delivery.h1_wire import host_header
+from stream_wfm.delivery.h1_wire import RequestLines, host_header
 from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.hostnames import ascii_host
 
@@ -272,7 +272,7 @@ class HostPool:
         self.name = ascii_host(host)  # for DNS and SNI; a ValueError when it has none
         self.port = port
         self.host_header = host_header(scheme, host, port)
-        self.lines: dict[str, bytes] = {}  # request lines by URL (h1_wire.encode_request)
+        self.lines: RequestLines = {}  # request lines by URL (h1_wire.encode_request)
         self.addresses: tuple[str, ...] = ()  # where connections go, in order
         self.expires = 0.0  # when the name must be resolved (and checked) again
         self.refusal: str | None = None
@@ -320,7 +320,7 @@ class HostPool:
                 and transport is not None
                 and not transport.is_closing()
                 and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
-                and not conn.unread()  # bytes since the last response: no longer HTTP
+                and not conn.poller.poll(0)  # unread(): since the last response, no HTTP
             ):
                 return conn
             self.discard(conn)

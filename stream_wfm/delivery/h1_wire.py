@@ -21,6 +21,7 @@ __all__ = [
     "HEADER_BLOCK_CACHE_SIZE",
     "REQUEST_LINE_CACHE_SIZE",
     "HeaderBlocks",
+    "RequestLines",
     "encode_headers",
     "encode_request",
     "host_header",
@@ -102,9 +103,12 @@ class HeaderBlocks(dict[tuple[tuple[str, str], ...], bytes]):
             self.size += len(block)
 
 
-#: Request lines (with ``Host``) kept per destination, by URL, up to this many (a
-#: URL-encoded request's URL carries its payload: those repeat only by chance).
+#: Request lines (with ``Host``) kept per destination, by URL, up to this many. The
+#: key is the URL string's identity (the one kept with it): a template sends every JSON
+#: request with its own URL string, and no hashing is needed. A URL-encoded request's URL
+#: carries its payload, a new string each time: those never repeat.
 REQUEST_LINE_CACHE_SIZE: Final = 64
+RequestLines = dict[int, tuple[str, bytes]]
 #: The ``Content-Length`` line and the blank line after it, by body length (bounded).
 _CONTENT_LENGTHS: dict[int, bytes] = {}
 _CONTENT_LENGTH_CACHE_SIZE: Final = 4096
@@ -134,7 +138,7 @@ def encode_request(
     request: WebhookRequest,
     host_header: str,
     blocks: HeaderBlocks | None = None,
-    lines: dict[str, bytes] | None = None,
+    lines: RequestLines | None = None,
 ) -> bytes:
     """The request's bytes on the wire: request line, ``Host``, the request's headers in
     order and as spelled, a signed request's signature headers (made now, as it is about
@@ -157,12 +161,15 @@ def encode_request(
         rest += request.signature_block()
     method = request.method
     url = request.url
-    line = None if lines is None or method != "POST" else lines.get(url)
-    if line is None:
+    cached = None if lines is None or method != "POST" else lines.get(id(url))
+    if cached is not None and cached[0] is url:
+        line = cached[1]
+    else:
         line = _request_line(method, url, host_header)
         if lines is not None and method == "POST":
             if len(lines) >= REQUEST_LINE_CACHE_SIZE:
                 lines.clear()
-            lines[url] = line
+            lines[id(url)] = (url, line)
     body = request.body
-    return b"".join((line, block, rest, _content_length(len(body)), body))
+    length = _CONTENT_LENGTHS.get(len(body)) or _content_length(len(body))
+    return b"".join((line, block, rest, length, body))

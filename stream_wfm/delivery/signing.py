@@ -112,12 +112,14 @@ class Signer:
         raises :class:`UnencodableRequestError` for an event id with CR or LF or that is
         not Latin-1 text (as any header would)."""
         timestamp, signature = self._sign(request, now)
+        text = request.event_id
+        # (On str: ``in`` on bytes first tries its operand as an int, an exception.)
+        if "\r" in text or "\n" in text:
+            raise UnencodableRequestError("a header name or value contains CR or LF")
         try:
-            event_id = request.event_id.encode("latin-1")
+            event_id = text.encode("latin-1")
         except UnicodeEncodeError:
             raise UnencodableRequestError("a header is not Latin-1 text") from None
-        if b"\r" in event_id or b"\n" in event_id:
-            raise UnencodableRequestError("a header name or value contains CR or LF")
         return b"".join(
             (
                 _ID_LINE, event_id, b"\r\n", _TIMESTAMP_LINE, timestamp, b"\r\n",

@@ -334,13 +334,15 @@ def test_the_header_block_cache_is_bounded_by_bytes() -> None:
 def test_cached_request_lines_never_mix_requests() -> None:
     """With a destination's cache of request lines, every request is encoded exactly as
     without one, whatever came before it, and the cache stays bounded."""
-    from stream_wfm.delivery.h1_wire import REQUEST_LINE_CACHE_SIZE
+    from stream_wfm.delivery.h1_wire import REQUEST_LINE_CACHE_SIZE, RequestLines
 
-    lines: dict[str, bytes] = {}
+    lines: RequestLines = {}
     blocks = HeaderBlocks()
+    urls = [f"http://hooks.example.test:8080/hook?n={n}" for n in range(REQUEST_LINE_CACHE_SIZE)]
     for i in range(3 * REQUEST_LINE_CACHE_SIZE):
         for method in ("POST", "PUT"):
-            url = f"http://hooks.example.test:8080/hook?n={i % (2 * REQUEST_LINE_CACHE_SIZE)}"
+            # The same URL strings again (hits), and equal ones that are other strings.
+            url = urls[i % len(urls)] if i % 3 else "".join(("http://h:1/", str(i % 7)))
             request = _request(url, (("X-WFM-Event-Id", f"e-{i}"),), b"{}", method)
             assert encode_request(request, "h:8080", blocks, lines) == encode_request(
                 request, "h:8080"
