@@ -1,6 +1,11 @@
 """h1's connections: one keep-alive HTTP/1.1 connection per request at a time, its
 response parsed by llhttp (``httptools``) as the bytes come, and the per-host pool.
 
+An exchange is completed by the connection itself, in its protocol callbacks: the
+response (or the failure) gives the request's :class:`Outcome`, the connection goes back
+to its pool (or is closed), then the future :meth:`Connection.start` returned gets the
+outcome. No coroutine per request.
+
 Used by :class:`~stream_wfm.delivery.h1_transport.H1Transport`, whose docstring states
 the contract (limits, reuse, what counts as a connection error).
 """
@@ -8,15 +13,25 @@ the contract (limits, reuse, what counts as a connection error).
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 from aiohappyeyeballs import AddrInfoType
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from stream_wfm.delivery.exceptions import IncompleteResponseError, ProtocolError
-from stream_wfm.delivery.h1_wire import host_header
+from stream_wfm.delivery.exceptions import (
+    ConnectionFailedError,
+    DeliveryTimeoutError,
+    IncompleteResponseError,
+    NoResponseError,
+    ProtocolError,
+)
+from stream_wfm.delivery.h1_wire import RequestLines, host_header
+from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
 from stream_wfm.hostnames import ascii_host
 
 __all__ = ["DRAIN_LIMIT", "IDLE_TIMEOUT_SECONDS", "MAX_HEAD_BYTES", "Connection", "HostPool"]
@@ -31,19 +46,39 @@ IDLE_TIMEOUT_SECONDS: Final = 15.0
 _HEAD_TOO_LARGE: Final = f"response head larger than {MAX_HEAD_BYTES} bytes"
 
 
+def no_response(exc: BaseException, timeout: float) -> NoResponseError:
+    """What a failed exchange means: a ``TimeoutError`` is the request's ``timeout``; a
+    :class:`NoResponseError` (raised here) is itself; anything else, a connection failure."""
+    if isinstance(exc, TimeoutError):
+        return DeliveryTimeoutError(timeout)
+    if isinstance(exc, NoResponseError):
+        return exc
+    return ConnectionFailedError(cause=exc)
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, the response parsed as it comes."""
 
-    def __init__(self, pool: HostPool, sock: socket.socket) -> None:
+    def __init__(
+        self, pool: HostPool, sock: socket.socket, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.pool = pool
+        self.loop = loop
         self.generation = pool.generation
-        self.sock = sock  # the transport's own socket: peeked at, never read
+        self.sock = sock  # the transport's own socket: polled, never read
+        # Whether the socket is readable, by a poll that never blocks: cheaper than a
+        # peeking recv(), whose "nothing there" is an exception (with its message).
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN)
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
         # The current exchange.
-        self.waiter: asyncio.Future[int] | None = None
+        self.waiter: asyncio.Future[Outcome] | None = None
         self.deadline = 0.0  # loop time; checked by the transport's deadline ticker
+        self.timeout = 0.0  # the request's, for the outcome of a timeout
+        self.preview_out: list[bytes] | None = None
         self.status = 0
         self.retry_after: str | None = None
         self.framed = False  # Content-Length or chunked: the end is not the connection's
@@ -129,15 +164,21 @@ class Connection(asyncio.Protocol):
 
     # --- exchanges -------------------------------------------------------------------------
     def start(
-        self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float, preview: int
-    ) -> asyncio.Future[int]:
-        """Send ``data``; the future resolves with the final status, or fails (a
-        :class:`TimeoutError` when :meth:`expire` is called)."""
+        self,
+        data: bytes,
+        deadline: float,
+        timeout: float,
+        preview: int = 0,
+        preview_out: list[bytes] | None = None,
+    ) -> asyncio.Future[Outcome]:
+        """Send ``data``; the future gets the request's outcome (never an exception): the
+        response's, or a connection error, or a timeout when :meth:`expire` is called. By
+        then the connection is back in its pool, or closed. With ``preview_out``, the first
+        ``preview`` bytes of the body are appended to it."""
         transport = self.transport
         assert transport is not None
-        waiter: asyncio.Future[int] = loop.create_future()
-        self.waiter = waiter
         self.deadline = deadline
+        self.timeout = timeout
         self.status = 0
         self.retry_after = None
         self.framed = False
@@ -147,7 +188,11 @@ class Connection(asyncio.Protocol):
         self.head_size = 0
         self.preview = b""
         self.preview_limit = preview
+        self.preview_out = preview_out
         transport.write(data)
+        waiter: asyncio.Future[Outcome] = self.loop.create_future()
+        self.waiter = waiter
+        self.pool.busy.add(self)
         return waiter
 
     def _complete(self, keep_alive: bool) -> None:
@@ -155,19 +200,42 @@ class Connection(asyncio.Protocol):
         if waiter is None:
             return
         self.waiter = None
-        self.reusable = keep_alive and not self.closed
+        pool = self.pool
+        pool.busy.discard(self)
+        reusable = self.reusable = keep_alive and not self.closed
         if not keep_alive and self.transport is not None:
             self.transport.close()
+        if self.preview_out is not None:
+            self.preview_out.append(self.preview)
+            self.preview_out = None
+        outcome = classify_status(self.status, self.retry_after)
+        if reusable:
+            pool.release(self, pool.clock())
+        else:
+            pool.discard(self)
         if not waiter.done():
-            waiter.set_result(self.status)
+            waiter.set_result(outcome)
 
     def _fail(self, exc: BaseException) -> None:
+        """Close now; the exchange under way, if any, ends with ``exc``'s outcome."""
         waiter = self.waiter
         self.waiter = None
         self.reusable = False
         self.abort()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is None:
+            return  # idle: its pool closes it when it takes it
+        pool = self.pool
+        pool.busy.discard(self)
+        pool.free_slot()
+        self.preview_out = None
+        if not waiter.done():
+            waiter.set_result(outcome_for_error(no_response(exc, self.timeout)))
+
+    def cancel(self) -> None:
+        """The sender gave up (cancelled) before the response: the response may still
+        come, so the connection is closed, and its slot freed."""
+        if self.waiter is not None:
+            self._fail(ConnectionAbortedError("the request was cancelled"))
 
     def expire(self) -> None:
         """The request's deadline passed: fail it and close the connection."""
@@ -175,15 +243,10 @@ class Connection(asyncio.Protocol):
 
     def unread(self) -> bool:
         """Whether the socket holds bytes the loop has not read yet, or the end of the
-        stream: before a request is written, these are no answer to it (over TLS they
-        may also be records without data, such as session tickets)."""
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            pass  # closed
-        return True
+        stream (or an error): before a request is written, these are no answer to it (over
+        TLS they may also be records without data, such as session tickets). A socket
+        closed here polls as invalid: True as well."""
+        return bool(self.poller.poll(0))
 
     def abort(self) -> None:
         """Close now, dropping anything unsent (the connection's state is unknown)."""
@@ -195,12 +258,21 @@ class Connection(asyncio.Protocol):
 class HostPool:
     """One destination host: its (checked) addresses, or why it is refused, and connections."""
 
-    def __init__(self, scheme: str, host: str, port: int, now: float) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        now: float,
+        busy: set[Connection] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.scheme = scheme
         self.host = host  # as in the URL, without brackets
         self.name = ascii_host(host)  # for DNS and SNI; a ValueError when it has none
         self.port = port
         self.host_header = host_header(scheme, host, port)
+        self.lines: RequestLines = {}  # request lines by URL (h1_wire.encode_request)
         self.addresses: tuple[str, ...] = ()  # where connections go, in order
         self.expires = 0.0  # when the name must be resolved (and checked) again
         self.refusal: str | None = None
@@ -209,6 +281,8 @@ class HostPool:
         self.open = 0  # connections open or being opened
         self.waiters: deque[asyncio.Future[Connection | None]] = deque()
         self.resolving = 0  # requests resolving the name: the sweep keeps the pool
+        self.busy: set[Connection] = set() if busy is None else busy  # exchanges under way
+        self.clock = clock  # for idle_since
         self.last_used = now
 
     def checked(self, addresses: list[str], refusal: str | None, expires: float) -> None:
@@ -246,7 +320,7 @@ class HostPool:
                 and transport is not None
                 and not transport.is_closing()
                 and now - conn.idle_since < IDLE_TIMEOUT_SECONDS
-                and not conn.unread()  # bytes since the last response: no longer HTTP
+                and not conn.poller.poll(0)  # unread(): since the last response, no HTTP
             ):
                 return conn
             self.discard(conn)

@@ -61,8 +61,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohappyeyeballs import start_connection
 
@@ -76,7 +76,6 @@ from stream_wfm.delivery.destinations import (
 )
 from stream_wfm.delivery.exceptions import (
     ConnectionFailedError,
-    DeliveryTimeoutError,
     DestinationRefusedError,
     NoResponseError,
     ProtocolError,
@@ -85,9 +84,10 @@ from stream_wfm.delivery.h1_connection import (
     IDLE_TIMEOUT_SECONDS,
     Connection,
     HostPool,
+    no_response,
 )
 from stream_wfm.delivery.h1_wire import HeaderBlocks, encode_request
-from stream_wfm.delivery.outcome import Outcome, classify_status, outcome_for_error
+from stream_wfm.delivery.outcome import Outcome, outcome_for_error
 from stream_wfm.delivery.request import WebhookRequest
 from stream_wfm.delivery.transport import Response
 
@@ -103,16 +103,6 @@ DEADLINE_TICK_SECONDS: Final = 0.05
 #: RFC 8305's Connection Attempt Delay: with several addresses, the next is tried when
 #: the previous attempt has neither connected nor failed within this.
 CONNECTION_ATTEMPT_DELAY_SECONDS: Final = 0.25
-
-
-def _no_response(exc: Exception, timeout: float) -> NoResponseError:
-    """What a failed exchange means: a ``TimeoutError`` is the request's ``timeout``; a
-    :class:`NoResponseError` (raised here) is itself; anything else, a connection failure."""
-    if isinstance(exc, TimeoutError):
-        return DeliveryTimeoutError(timeout)
-    if isinstance(exc, NoResponseError):
-        return exc
-    return ConnectionFailedError(cause=exc)
 
 
 class H1Transport:
@@ -143,8 +133,18 @@ class H1Transport:
         self._closed = False
 
     # --- sending ---------------------------------------------------------------------------
-    def send(self, request: WebhookRequest) -> Coroutine[Any, Any, Outcome]:
-        return self._send(request, 0, None)  # no wrapping coroutine on the hot path
+    def send(self, request: WebhookRequest) -> Awaitable[Outcome]:
+        """The request's outcome. With an idle connection to its (checked) host, the
+        hot path: a future the connection completes, no coroutine."""
+        pool = self._pools.get(request.host_key)
+        if pool is not None and pool.refusal is None and not self._closed:
+            now = self._clock()
+            if pool.expires > now:
+                conn = pool.take_idle(now)
+                if conn is not None:
+                    deadline = conn.loop.time() + request.timeout
+                    return self._exchange(pool, conn, request, now, deadline, 0, None)
+        return self._send(request, 0, None)
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:
         start = time.perf_counter()
@@ -165,7 +165,7 @@ class H1Transport:
         pool = self._pools.get(request.host_key)
         conn = None
         if pool is not None and pool.expires > now and pool.refusal is None:
-            conn = pool.take_idle(now)  # the hot path: nothing to wait for
+            conn = pool.take_idle(now)
         if conn is None:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -177,40 +177,53 @@ class H1Transport:
                 # OSError: the deadline (TimeoutError), resolution, refused, reset, TLS
                 # (ssl.SSLError). ValueError: a name with no ASCII form (e.g. a label over
                 # 63 characters). NoResponseError: the server spoke before the request.
-                return outcome_for_error(_no_response(exc, request.timeout))
+                return outcome_for_error(no_response(exc, request.timeout))
         assert pool is not None
-        pool.last_used = now
-        busy = self._busy
-        busy.add(conn)
-        if self._ticker is None:
-            self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
+        exchange = self._exchange(pool, conn, request, now, deadline, preview, body_out)
         try:
-            data = encode_request(request, pool.host_header, self._header_blocks)
-            status = await conn.start(loop, data, deadline, preview)
-        except (OSError, NoResponseError) as exc:
-            # NoResponseError: the response is not HTTP/1.1, or the request not encodable.
-            pool.discard(conn)
-            return outcome_for_error(_no_response(exc, request.timeout))
-        except BaseException:
-            pool.discard(conn)  # cancelled: the response may still come, so not reusable
+            return await exchange
+        except asyncio.CancelledError:
+            conn.cancel()  # the response may still come, so not reusable
             raise
-        finally:
-            busy.discard(conn)
-        if body_out is not None:
-            body_out.append(conn.preview)
-        retry_after = conn.retry_after
-        if conn.reusable:
-            pool.release(conn, self._clock())
-        else:
+
+    def _exchange(
+        self,
+        pool: HostPool,
+        conn: Connection,
+        request: WebhookRequest,
+        now: float,
+        deadline: float,
+        preview: int,
+        body_out: list[bytes] | None,
+    ) -> asyncio.Future[Outcome]:
+        """Write ``request`` on ``conn``: the future its outcome, which the connection
+        completes (see :meth:`Connection.start`)."""
+        pool.last_used = now
+        try:
+            data = encode_request(request, pool.host_header, self._header_blocks, pool.lines)
+            exchange = conn.start(data, deadline, request.timeout, preview, body_out)
+        except (OSError, NoResponseError) as exc:
+            # NoResponseError: the request is not encodable.
             pool.discard(conn)
-        return classify_status(status, retry_after)
+            failed: asyncio.Future[Outcome] = conn.loop.create_future()
+            failed.set_result(outcome_for_error(no_response(exc, request.timeout)))
+            return failed
+        if self._ticker is None:
+            loop = conn.loop
+            self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
+        return exchange
 
     def _check_deadlines(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Expire the requests whose deadline passed; runs while any is under way."""
+        """Expire the requests whose deadline passed, close the connections of those whose
+        sender gave up; runs while any is under way."""
         self._ticker = None
         now = loop.time()
-        for conn in [c for c in self._busy if c.deadline <= now]:
-            conn.expire()
+        for conn in list(self._busy):
+            waiter = conn.waiter
+            if waiter is not None and waiter.cancelled():
+                conn.cancel()  # e.g. a sender's task cancelled while it awaited the future
+            elif conn.deadline <= now:
+                conn.expire()
         if self._busy and not self._closed:
             self._ticker = loop.call_later(DEADLINE_TICK_SECONDS, self._check_deadlines, loop)
 
@@ -277,7 +290,7 @@ class H1Transport:
         secure = pool.scheme == "https"
         try:
             _transport, conn = await loop.create_connection(
-                lambda: Connection(pool, sock),
+                lambda: Connection(pool, sock, loop),
                 sock=sock,
                 ssl=self._ssl_context() if secure else None,
                 server_hostname=pool.name if secure else None,
@@ -308,7 +321,9 @@ class H1Transport:
         """The host's pool, resolving (and checking) the name when new or expired."""
         pool = self._pools.get(host_key)
         if pool is None:
-            pool = self._pools[host_key] = HostPool(*split_host_key(host_key), now)
+            scheme, host, port = split_host_key(host_key)
+            pool = HostPool(scheme, host, port, now, self._busy, self._clock)
+            self._pools[host_key] = pool
         if pool.expires > now:
             return pool
         guard = not self._allow_private

@@ -19,7 +19,9 @@ from stream_wfm.hostnames import ascii_host
 __all__ = [
     "HEADER_BLOCK_CACHE_BYTES",
     "HEADER_BLOCK_CACHE_SIZE",
+    "REQUEST_LINE_CACHE_SIZE",
     "HeaderBlocks",
+    "RequestLines",
     "encode_headers",
     "encode_request",
     "host_header",
@@ -61,7 +63,11 @@ def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
     """``Name: value`` lines, in order and as spelled; raises
     :class:`UnencodableRequestError` for CR or LF in a name or value (request smuggling,
     which config validation should have refused) or text that is not Latin-1."""
-    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    if len(headers) == 1:  # the usual rest of a request after its cached block
+        name, value = headers[0]
+        block = f"{name}: {value}\r\n"
+    else:
+        block = "".join([f"{name}: {value}\r\n" for name, value in headers])
     # Every header adds exactly one CR and one LF: any other count means one carries some.
     if block.count("\n") != len(headers) or block.count("\r") != len(headers):
         raise UnencodableRequestError("a header name or value contains CR or LF")
@@ -97,29 +103,73 @@ class HeaderBlocks(dict[tuple[tuple[str, str], ...], bytes]):
             self.size += len(block)
 
 
+#: Request lines (with ``Host``) kept per destination, by URL, up to this many. The
+#: key is the URL string's identity (the one kept with it): a template sends every JSON
+#: request with its own URL string, and no hashing is needed. A URL-encoded request's URL
+#: carries its payload, a new string each time: those never repeat.
+REQUEST_LINE_CACHE_SIZE: Final = 64
+RequestLines = dict[int, tuple[str, bytes]]
+#: The ``Content-Length`` line and the blank line after it, by body length (bounded).
+_CONTENT_LENGTHS: dict[int, bytes] = {}
+_CONTENT_LENGTH_CACHE_SIZE: Final = 4096
+#: Headers a request may carry after ``X-WFM-Event-Id`` (its trace context): the
+#: cached block ends before them, so that it still repeats for traced events.
+_AFTER_EVENT_ID: Final = frozenset(("traceparent", "tracestate"))
+
+
+def _request_line(method: str, url: str, host_header: str) -> bytes:
+    line = f"{method} {request_target(url)} HTTP/1.1\r\nHost: {host_header}\r\n"
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UnencodableRequestError("the host is not Latin-1 text") from None
+
+
+def _content_length(size: int) -> bytes:
+    line = _CONTENT_LENGTHS.get(size)
+    if line is None:
+        if len(_CONTENT_LENGTHS) >= _CONTENT_LENGTH_CACHE_SIZE:
+            _CONTENT_LENGTHS.clear()
+        line = _CONTENT_LENGTHS[size] = b"Content-Length: %d\r\n\r\n" % size
+    return line
+
+
 def encode_request(
-    request: WebhookRequest, host_header: str, blocks: HeaderBlocks | None = None
+    request: WebhookRequest,
+    host_header: str,
+    blocks: HeaderBlocks | None = None,
+    lines: RequestLines | None = None,
 ) -> bytes:
     """The request's bytes on the wire: request line, ``Host``, the request's headers in
     order and as spelled, a signed request's signature headers (made now, as it is about
     to be written), ``Content-Length``, the body. ``blocks`` caches the encoding of all
-    headers but the last of :attr:`~WebhookRequest.headers`."""
+    headers but the last of :attr:`~WebhookRequest.headers` (but the last that are not
+    the trace context); ``lines`` caches the request lines of ``POST`` requests to
+    ``host_header``'s destination by URL (at most :data:`REQUEST_LINE_CACHE_SIZE`)."""
     headers = request.headers
-    fixed = headers[:-1]
+    split = len(headers) - 1
+    while split > 0 and headers[split][0] in _AFTER_EVENT_ID:
+        split -= 1
+    fixed = headers[:split]
     block = None if blocks is None else blocks.get(fixed)
     if block is None:
         block = encode_headers(fixed)
         if blocks is not None:
             blocks.add(fixed, block)
-    body = request.body
-    line = f"{request.method} {request_target(request.url)} HTTP/1.1\r\nHost: {host_header}\r\n"
-    try:
-        line_bytes = line.encode("latin-1")
-    except UnicodeEncodeError:
-        raise UnencodableRequestError("the host is not Latin-1 text") from None
-    last = headers[-1:]
+    rest = encode_headers(headers[split:]) if split >= 0 else b""
     if request.signed:
-        last += request.signature_headers()
-    return b"".join(
-        (line_bytes, block, encode_headers(last), b"Content-Length: %d\r\n\r\n" % len(body), body)
-    )
+        rest += request.signature_block()
+    method = request.method
+    url = request.url
+    cached = None if lines is None or method != "POST" else lines.get(id(url))
+    if cached is not None and cached[0] is url:
+        line = cached[1]
+    else:
+        line = _request_line(method, url, host_header)
+        if lines is not None and method == "POST":
+            if len(lines) >= REQUEST_LINE_CACHE_SIZE:
+                lines.clear()
+            lines[id(url)] = (url, line)
+    body = request.body
+    length = _CONTENT_LENGTHS.get(len(body)) or _content_length(len(body))
+    return b"".join((line, block, rest, length, body))

@@ -114,6 +114,11 @@ class WebhookRequest:
         seconds; default: the clock): none, as this request is not signed."""
         return ()
 
+    def signature_block(self, now: float | None = None) -> bytes:
+        """:meth:`signature_headers` as they go on the wire (``Name: value`` lines, Latin-1),
+        for a transport that writes the bytes itself: none, as this request is not signed."""
+        return b""
+
     def stamped(self, now: float | None = None) -> WebhookRequest:
         """The request with every header it is sent with (signature headers made at
         ``now``): this one, as it is not signed."""

@@ -8,6 +8,7 @@ the same contract tests run against each of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,8 +26,9 @@ class Response:
 
 
 class Transport(Protocol):
-    async def send(self, request: WebhookRequest) -> Outcome:
-        """Deliver one webhook request and classify what happened; never raises for I/O."""
+    def send(self, request: WebhookRequest) -> Awaitable[Outcome]:
+        """Deliver one webhook request and classify what happened; never raises for I/O.
+        (A coroutine, or a future as h1's when it has an idle connection: only awaited.)"""
         ...
 
     async def send_with_response(self, request: WebhookRequest, preview: int = 512) -> Response:

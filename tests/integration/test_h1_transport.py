@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -624,6 +624,34 @@ async def test_cancelling_a_waiting_send_when_the_held_connection_closes(
     assert [o.kind for o in outcomes] == [OutcomeKind.DELIVERED] * 2
     assert after.kind is OutcomeKind.DELIVERED
     assert srv.connections() == [0, 1, 1]
+
+
+@pytest.mark.parametrize("in_a_task", [False, True])
+async def test_cancelling_a_send_in_flight_closes_its_connection_and_frees_its_slot(
+    make_transport: MakeTransport, in_a_task: bool
+) -> None:
+    """A send on a pooled connection (h1's hot path: a future, no coroutine) cancelled
+    while its request is out: the response may still come, so that connection is closed,
+    and its slot goes to the next send, which opens a new one."""
+    release = asyncio.Event()
+    async with scripted_server(OK, Answer(OK, hold=release)) as srv:
+        transport = make_transport(per_host=1)
+        url = srv.url()
+        assert (await transport.send(_request(url))).kind is OutcomeKind.DELIVERED
+        sent = transport.send(_request(url))  # on the pooled connection
+        held = asyncio.ensure_future(_await(sent) if in_a_task else sent)
+        await wait_until(lambda: len(srv.requests) == 2, QUICK, "the second request held")
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        after = await asyncio.wait_for(transport.send(_request(url)), QUICK)
+        release.set()
+    assert after.kind is OutcomeKind.DELIVERED
+    assert srv.connections() == [0, 0, 1]
+
+
+async def _await(awaitable: Awaitable[Outcome]) -> Outcome:
+    return await awaitable
 
 
 # --- close() -------------------------------------------------------------------------------------

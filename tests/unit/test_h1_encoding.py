@@ -329,3 +329,37 @@ def test_the_header_block_cache_is_bounded_by_bytes() -> None:
         assert encode_request(request, "h", blocks) == encode_request(request, "h")
     assert blocks  # still a cache
     assert sum(len(block) for block in blocks.values()) <= HEADER_BLOCK_CACHE_BYTES
+
+
+def test_cached_request_lines_never_mix_requests() -> None:
+    """With a destination's cache of request lines, every request is encoded exactly as
+    without one, whatever came before it, and the cache stays bounded."""
+    from stream_wfm.delivery.h1_wire import REQUEST_LINE_CACHE_SIZE, RequestLines
+
+    lines: RequestLines = {}
+    blocks = HeaderBlocks()
+    urls = [f"http://hooks.example.test:8080/hook?n={n}" for n in range(REQUEST_LINE_CACHE_SIZE)]
+    for i in range(3 * REQUEST_LINE_CACHE_SIZE):
+        for method in ("POST", "PUT"):
+            # The same URL strings again (hits), and equal ones that are other strings.
+            url = urls[i % len(urls)] if i % 3 else "".join(("http://h:1/", str(i % 7)))
+            request = _request(url, (("X-WFM-Event-Id", f"e-{i}"),), b"{}", method)
+            assert encode_request(request, "h:8080", blocks, lines) == encode_request(
+                request, "h:8080"
+            )
+            assert len(lines) <= REQUEST_LINE_CACHE_SIZE
+
+
+def test_the_header_block_of_a_traced_request_is_cached_without_its_event_id() -> None:
+    """The trace context comes after ``X-WFM-Event-Id``: the cached block ends before the
+    event id, so that it repeats across events; the rest is still checked."""
+    blocks = HeaderBlocks()
+    fixed = (("Authorization", "Basic YTpi"),)
+    trace = (("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"), ("tracestate", "a=b"))
+    for n in range(3):
+        request = _request(headers=(*fixed, ("X-WFM-Event-Id", f"e-{n}"), *trace))
+        assert encode_request(request, "h", blocks) == encode_request(request, "h")
+    assert list(blocks) == [fixed]
+    bad = _request(headers=(*fixed, ("X-WFM-Event-Id", "e\r\nX-Injected: 1"), *trace))
+    with pytest.raises(UnencodableRequestError):
+        encode_request(bad, "h", blocks)

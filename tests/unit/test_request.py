@@ -401,6 +401,27 @@ def test_json_body_round_trips_in_order(values: dict[str, Any]) -> None:
     assert decoded == expected
 
 
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from((*CALL_FIELDS, "other", "event_id")), json_values),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_json_bodies_of_one_template_follow_each_event_whatever_came_before(
+    events: list[dict[str, Any]],
+) -> None:
+    """One template, events of changing shapes (fields present or not): the payload of
+    each is its own, in order, whatever the template built before."""
+    compiled = template(EventKind.CALL, send_body_as_json=True)
+    for values in [*events, *events]:
+        data = {**values, "account_id": "1", "event_type": "ACD-CALL", "call_id": "c"}
+        decoded = orjson.loads(compiled.build(make_event(data, EventKind.CALL)).body)
+        expected = _payload(CALL_FIELDS, data)
+        assert list(decoded) == list(expected)
+        assert decoded == expected
+
+
 @given(st.lists(st.tuples(st.text(max_size=10), st.text(max_size=150)), max_size=8))
 def test_form_encode_is_urlencode(pairs: list[tuple[str, str]]) -> None:
     assert form_encode(pairs) == urlencode(pairs)

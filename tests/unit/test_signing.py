@@ -455,3 +455,35 @@ def test_h1_writes_the_signature_headers_stamped_as_it_encodes() -> None:
     # The cached header block is the template's, not one per event.
     encode_request(signed_request([SECRET_A, SECRET_B], True), "wfm.example.com", blocks)
     assert len(blocks) == 1
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_signature_block_is_the_signature_headers_on_the_wire(
+    as_json: bool, count: int
+) -> None:
+    """What h1 writes (:meth:`signature_block`) is what the other transports send
+    (:meth:`signature_headers`), at the same time, and one second later as well."""
+    request = signed_request([SECRET_A, SECRET_B, SECRET_C][:count], as_json)
+    for now in (NOW, NOW + 0.5, NOW + 1, NOW):
+        lines = "".join(f"{name}: {value}\r\n" for name, value in request.signature_headers(now))
+        assert request.signature_block(now) == lines.encode("latin-1")
+    assert request.signature_headers(NOW)[1] == ("webhook-timestamp", str(NOW))
+
+
+@pytest.mark.parametrize("event_id", ["e\r\nX-Injected: 1", "e\n", "\u20ac"])
+def test_a_signature_block_refuses_an_event_id_no_header_can_carry(event_id: str) -> None:
+    from stream_wfm.delivery.exceptions import UnencodableRequestError
+
+    template = compile_template(config(signing_secrets=[SECRET_A]), EventKind.AGENT)
+    assert template is not None
+    plain = template.build(login())
+    assert isinstance(plain, SignedWebhookRequest)
+    request = SignedWebhookRequest(
+        plain.method, plain.url, plain.headers[:-1], plain.body, plain.timeout,
+        plain.host_key, event_id, signer=plain.signer,
+    )  # fmt: skip
+    with pytest.raises(UnencodableRequestError):
+        request.signature_block(NOW)
+    with pytest.raises(UnencodableRequestError):
+        encode_request(request, "h")
