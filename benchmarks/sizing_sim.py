@@ -259,7 +259,7 @@ def endpoint_sim(
     max_retries: int = 3,
     breaker: Breaker | None = None,
     auto_disable_s: float | None = None,
-    defer_to_probe: bool = False,
+    defer_to_probe: bool = True,
     seed: int = 1,
 ) -> EndpointResult:
     """One endpoint at ``rate`` events/s (of one instance), failing (retryably, fast)
@@ -267,10 +267,11 @@ def endpoint_sim(
     runs until ``horizon_s`` (default: ``fail_s`` + the longest tier + 1,200 s) so what
     waits in the tiers comes back. ``auto_disable_s``: once the breaker has been open that
     long without a successful probe, the integration is disabled and every event that
-    comes (new or due) is dead-lettered (``endpoint_disabled``). ``defer_to_probe`` (not
-    what the service does; a what-if for docs/sizing.md): a deferral of the open breaker
-    is due when the breaker lets the next probe through, in the first tier covering that
-    wait (as a ``Retry-After``, docs/contract.md §6), instead of the tier's own delay."""
+    comes (new or due) is dead-lettered (``endpoint_disabled``). ``defer_to_probe`` (what
+    the service does since 2026-12-07, docs/contract.md §10): a deferral of the open
+    breaker is due when the breaker lets the next probe through, in the first tier
+    covering that wait; False: the tier's own delay, as the service did before (the
+    10 s tier, again and again while the breaker stays open)."""
     rng = random.Random(seed)
     b = breaker or Breaker()
     horizon = fail_s + tiers[-1] + 1200.0 if horizon_s is None else horizon_s
@@ -515,8 +516,8 @@ def grid(args: argparse.Namespace) -> None:
         "| accounts | events/s | instances | per endpoint and instance | breaker opens "
         "| records in the hour | records in all | in the last minute, /s "
         f"| cores for them ({args.record_cost_us:g} us each) | dead letters "
-        "| with auto-disable: records in all | dead letters | deferred to the next probe: "
-        "records in all |"
+        "| with auto-disable: records in all | dead letters | deferred a first-tier delay "
+        "at a time (before 2026-12-07): records in all |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in ACCOUNTS:
@@ -540,8 +541,8 @@ def grid(args: argparse.Namespace) -> None:
                     for k in seeds
                 ]
             )
-            probe = _mean(
-                [endpoint_sim(r_e, args.fail_s, defer_to_probe=True, seed=k) for k in seeds]
+            churn = _mean(
+                [endpoint_sim(r_e, args.fail_s, defer_to_probe=False, seed=k) for k in seeds]
             )
             e = _mean(runs)
             opened = sum(r.breaker_opened for r in runs) / len(runs)
@@ -553,7 +554,7 @@ def grid(args: argparse.Namespace) -> None:
                 f"{peak:,.0f} | {peak * args.record_cost_us / 1e6:.1f} | "
                 f"{e.dead_letters * scale:.3g} "
                 f"| {off.retry_records * scale:.3g} | {off.dead_letters * scale:.3g} "
-                f"| {probe.retry_records * scale:.3g} |"
+                f"| {churn.retry_records * scale:.3g} |"
             )
 
 

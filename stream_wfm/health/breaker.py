@@ -158,6 +158,13 @@ class CircuitBreaker:
         # Successes can open it too: those that bring the window to min_attempts.
         return self._trip(now) if self._failures else None
 
+    def probe_due_in(self, now: float) -> float | None:
+        """Seconds until an open breaker lets a probe through (0 once it may); None when
+        it is not open."""
+        if self.state != "open":
+            return None
+        return max(0.0, self._reopen_at - now)
+
     def open_seconds(self, now: float) -> float:
         """How long the endpoint has failed without a successful probe; 0 when closed."""
         since = self.failing_since

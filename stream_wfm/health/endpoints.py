@@ -287,6 +287,12 @@ class Endpoints:
         if endpoint is not None:
             endpoint.count(self._clock(), 0, 0, n)
 
+    def probe_due_in(self, account_id: str, kind: EventKind) -> float | None:
+        """Seconds until the endpoint's open breaker lets a probe through; None when it is
+        not open (or not known)."""
+        endpoint = self._table(kind).get(account_id)
+        return None if endpoint is None else endpoint.breaker.probe_due_in(self._clock())
+
     def now(self) -> float:
         return self._clock()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Final
 
 from stream_wfm.delivery.outcome import DEFERRAL_REASONS, DEFERRALS, Outcome, OutcomeKind
@@ -29,6 +30,8 @@ from stream_wfm.pipeline.work import Work
 log = logging.getLogger(__name__)
 
 _DELIVERED: Final = OutcomeKind.DELIVERED
+#: An event deferred by an open breaker comes back this long after a probe may go.
+PROBE_MARGIN: Final = 1.0
 
 __all__ = ["Attempts"]
 
@@ -138,7 +141,15 @@ class Attempts:
         assert event is not None
         self._deferred[reason].inc()
         self._endpoints.deferred(event.account_id, event.kind)
-        self._settler.settle(work, Defer(attempt, DEFERRALS[reason], to))
+        outcome = DEFERRALS[reason]
+        if reason == "circuit_open" and to is None:
+            wait = self._endpoints.probe_due_in(event.account_id, event.kind)
+            if wait is not None:
+                # Back when the breaker lets its next probe through, not after every
+                # first-tier delay: an outage costs one record per event and probe
+                # period, not one per first-tier delay (docs/contract.md §10).
+                outcome = replace(outcome, retry_after=wait + PROBE_MARGIN)
+        self._settler.settle(work, Defer(attempt, outcome, to))
 
     def count(self, kind: EventKind, outcome: Outcome) -> None:
         """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's

@@ -27,7 +27,7 @@ from stream_wfm.health.breaker import Admission, BreakerPolicy
 from stream_wfm.health.endpoints import Endpoints
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.ops.metrics import Metrics
-from stream_wfm.pipeline.attempts import Attempts
+from stream_wfm.pipeline.attempts import PROBE_MARGIN, Attempts
 from stream_wfm.pipeline.backpressure import Backpressure
 from stream_wfm.pipeline.commands import Command, Pause, Resume, Seek
 from stream_wfm.pipeline.fair_share import FairShare
@@ -688,3 +688,23 @@ def test_defer_counts_its_reason_and_settles_a_deferral_of_the_same_attempt() ->
         assert rig.deferred(reason) == 1
     assert DEFERRALS["circuit_open"].retriable
     assert rig.deferred_5m() == len(DEFERRAL_REASONS)
+
+
+def test_an_open_breakers_events_come_back_when_its_next_probe_may_go() -> None:
+    """Deferred by an open breaker, an event waits until the breaker lets a probe through
+    (plus a second), not one first-tier delay after another; once half-open (the probe
+    under way) the others wait the first tier's delay as before."""
+    rig = AttemptsRig()
+    for _ in range(10):  # ten 503 answers open it for 30 s
+        assert rig.endpoints.admit("1", EventKind.AGENT, None) is Admission.SEND
+        rig.endpoints.record("1", EventKind.AGENT, classify_status(503), probe=False)
+    rig.now += 10
+    work = rig.work()
+    rig.attempts.defer(work, 1, "circuit_open")
+    [(_, settlement)] = rig.settler.settled
+    assert isinstance(settlement, Defer)
+    assert settlement.outcome.retry_after == pytest.approx(20 + PROBE_MARGIN)
+    rig.now += 20
+    assert rig.endpoints.admit("1", EventKind.AGENT, None) is Admission.PROBE
+    rig.attempts.defer(rig.work(), 1, "circuit_open")
+    assert rig.settler.settled[-1][1].outcome.retry_after is None  # type: ignore[union-attr]

@@ -86,10 +86,11 @@ def test_a_slow_endpoint_spends_its_retries_then_dead_letters() -> None:
     assert e.delivered <= 1
 
 
-def test_an_open_breaker_defers_every_waiting_event_once_per_first_tier() -> None:
-    # 10 events/s for 600 s: opens within a second; then each waiting event comes back
-    # from the 10 s tier and is deferred again: records ~ rate x T^2 / (2 x 10 s)
-    e = sim.endpoint_sim(10.0, 600.0)
+def test_deferring_a_first_tier_delay_at_a_time_churns_quadratically() -> None:
+    # The service before 2026-12-07. 10 events/s for 600 s: opens within a second; then
+    # each waiting event comes back from the 10 s tier and is deferred again:
+    # records ~ rate x T^2 / (2 x 10 s)
+    e = sim.endpoint_sim(10.0, 600.0, defer_to_probe=False)
     assert e.breaker_opened
     assert e.dead_letters == 0
     assert e.delivered == pytest.approx(e.events, abs=1)  # all delivered after the outage
@@ -98,7 +99,7 @@ def test_an_open_breaker_defers_every_waiting_event_once_per_first_tier() -> Non
 
 
 def test_auto_disable_dead_letters_instead_of_churning() -> None:
-    churn = sim.endpoint_sim(10.0, 600.0)
+    churn = sim.endpoint_sim(10.0, 600.0, defer_to_probe=False)
     off = sim.endpoint_sim(10.0, 600.0, auto_disable_s=60.0)
     assert off.dead_letters == pytest.approx(off.events, abs=1)
     assert off.retry_records < churn.retry_records / 20
@@ -114,7 +115,7 @@ def test_size_follows_cpu_and_in_flight() -> None:
 
 
 def test_deferring_until_the_next_probe_writes_a_few_records_per_event() -> None:
-    churn = sim.endpoint_sim(10.0, 600.0)
+    churn = sim.endpoint_sim(10.0, 600.0, defer_to_probe=False)
     probe = sim.endpoint_sim(10.0, 600.0, defer_to_probe=True)
     assert probe.delivered == pytest.approx(probe.events, abs=1)
     assert probe.dead_letters == 0
