@@ -5,7 +5,7 @@ resumed by commands) and the hand-back of revoked partitions."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -616,7 +616,9 @@ def test_a_probe_answered_retryably_is_deferred_without_spending_a_retry(outcome
     rig.half_open()
     job = rig.job(attempt=3, probe=True)
     rig.attempts.on_outcome(job, outcome, 0.1)
-    assert rig.settler.settled == [(job.context, Defer(3, DEFERRALS["circuit_open"]))]
+    # open again for twice as long (60 s): back 1 s after the next probe may go
+    deferral = replace(DEFERRALS["circuit_open"], retry_after=60 + PROBE_MARGIN)
+    assert rig.settler.settled == [(job.context, Defer(3, deferral))]
     assert rig.settler.finished == []
     assert rig.deferred("circuit_open") == 1
     assert rig.deferred_5m() == 1
