@@ -400,8 +400,8 @@ def test_service_deployment_probes_resources_and_security(base: Resources) -> No
     requested, limit = (cpu_millicores(resources[k]["cpu"]) for k in ("requests", "limits"))
     assert requested >= 900, "a busy instance keeps about one core busy"
     assert limit >= requested
-    assert resources["requests"]["memory"] == "256Mi"
-    assert resources["limits"]["memory"] == "512Mi"
+    assert resources["requests"]["memory"] == "384Mi"
+    assert resources["limits"]["memory"] == "768Mi"  # a backlog's catch-up: docs/sizing.md
     check_pod_hardening(pod, container, config)
     (port,) = base["Service", "stream-wfm"]["spec"]["ports"]
     assert (port["name"], port["port"]) == ("http-metrics", 9108)
