@@ -162,6 +162,13 @@ _REQUIRED: dict[EventKind, tuple[str, ...]] = {
     EventKind.AGENT: ("account_id", "event_type", "agent_id"),
     EventKind.CALL: ("account_id", "event_type", "call_id"),
 }
+# Enum members and the lists above as module constants: in Python 3.11 ``EventKind.AGENT``
+# runs a descriptor and a dict lookup keyed by a member runs ``Enum.__hash__`` (Python
+# code), once per event each.
+_AGENT: Final = EventKind.AGENT
+_CALL: Final = EventKind.CALL
+_AGENT_REQUIRED: Final = _REQUIRED[_AGENT]
+_CALL_REQUIRED: Final = _REQUIRED[_CALL]
 
 
 def _invalid_field(data: dict[str, Any], name: str) -> InvalidEventError:
@@ -203,7 +210,7 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
-    for name in _REQUIRED[kind]:
+    for name in _AGENT_REQUIRED if kind is _AGENT else _CALL_REQUIRED:
         field = data.get(name)
         if type(field) is not str or not field:
             raise _invalid_field(data, name)
@@ -238,7 +245,7 @@ def complete_event(
         event_id = "{}:{}:{}".format(*fallback_event_id)
     raw_agent = data.get("agent_id")
     agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
-    if kind is EventKind.AGENT:
+    if kind is _AGENT:
         assert agent_id is not None
         return Event(
             kind, account_id, event_type, agent_id, None, event_id, data,
@@ -258,7 +265,7 @@ def complete_event(
 
 def payload_fields(event: Event) -> tuple[str, ...]:
     """The docs/contract.md §2 field list that the webhook payload of ``event`` uses."""
-    if event.kind is EventKind.CALL:
+    if event.kind is _CALL:
         return CALL_FIELDS
     if event.event_type == LOGIN or event.event_type == LOGOUT:
         return AGENT_LOGIN_FIELDS

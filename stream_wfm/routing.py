@@ -86,6 +86,9 @@ def _normalize(state: str) -> str:
     return state.replace(" ", "").replace("_", "").casefold()
 
 
+# A module constant: ``EventKind.CALL`` runs a descriptor in Python 3.11 (once per event).
+_CALL: Final = EventKind.CALL
+
 _DEFAULT_STATES_NORMALIZED: Final = frozenset(_normalize(state) for state in DEFAULT_STATES)
 
 
@@ -140,7 +143,7 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
         if cfg.disabled_reason is None:
             return "disabled"
         sent = ENDPOINT_DISABLED
-    if kind is EventKind.CALL:
+    if kind is _CALL:
         if not cfg.has_call_url:
             return "no_url"
         return sent if cfg.end_call_events else "end_call_not_selected"

@@ -11,6 +11,7 @@ per label set and cached (no label lookup per event).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Final
@@ -29,6 +30,8 @@ from stream_wfm.pipeline.work import Work
 log = logging.getLogger(__name__)
 
 _DELIVERED: Final = OutcomeKind.DELIVERED
+_AGENT: Final = EventKind.AGENT
+_CALL: Final = EventKind.CALL
 
 __all__ = ["Attempts"]
 
@@ -55,20 +58,32 @@ class Attempts:
         self._deferred = {r: metrics.events_deferred.labels(r) for r in DEFERRAL_REASONS}
         self._metrics = metrics
         self._clock = clock
-        self._latency = {k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind}
-        self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
+        self._agent_latency = metrics.end_to_end_latency.labels(_AGENT.value)
+        self._call_latency = metrics.end_to_end_latency.labels(_CALL.value)
+        self._agent_duration = metrics.delivery_duration.labels(_AGENT.value)
+        self._call_duration = metrics.delivery_duration.labels(_CALL.value)
         self._counted: dict[tuple[EventKind, OutcomeKind, str], Any] = {}
+        # This loop turn's delivered attempts by status class, per kind (flush_counts).
+        self._agent_delivered: dict[str, int] = {}
+        self._call_delivered: dict[str, int] = {}
+        self._counts_scheduled = False
 
     def on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         """The lanes' outcome handler: attempt ``job.attempt`` ended with ``outcome``."""
         work: Work = job.context
         event = work.event
         assert event is not None
-        kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
-        self._duration[kind].observe(elapsed)
-        self.count(kind, outcome)
+        kind = event.kind
+        agent = kind is _AGENT  # children bound per kind: no dict keyed by an Enum member
+        (self._agent_duration if agent else self._call_duration).observe(elapsed)
         now = self._clock()  # one clock read for the breaker and the latency
         if outcome.kind is _DELIVERED:
+            # stream_wfm_deliveries_total: counted per loop turn (flush_counts), not per event.
+            counts = self._agent_delivered if agent else self._call_delivered
+            status_class = outcome.status_class
+            counts[status_class] = counts.get(status_class, 0) + 1
+            if not self._counts_scheduled:
+                self._schedule_counts()
             endpoint = work.endpoint
             if endpoint is not None and not job.probe:
                 # Counted once per loop turn and endpoint (Endpoints.flush), not per event.
@@ -78,11 +93,15 @@ class Attempts:
                     self._endpoints.succeeded_later(endpoint)
             else:
                 self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
-            ts = work.source.timestamp_ms
+            ts = work.timestamp_ms
             if ts is not None:
-                self._latency[kind].observe(max(0.0, now - ts / 1000))
+                latency = now - ts / 1000
+                (self._agent_latency if agent else self._call_latency).observe(
+                    latency if latency > 0.0 else 0.0
+                )
             self._settler.finish(work)
             return
+        self.count(kind, outcome)
         self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
         entry = self._store.get(event.account_id)
         max_retries = 0 if entry is None else entry.max_retries
@@ -140,12 +159,35 @@ class Attempts:
         self._endpoints.deferred(event.account_id, event.kind)
         self._settler.settle(work, Defer(attempt, DEFERRALS[reason], to))
 
+    def _schedule_counts(self) -> None:
+        """Count this loop turn's delivered attempts at its end (:meth:`flush_counts`)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop (tests): count at once
+            self.flush_counts()
+            return
+        self._counts_scheduled = True
+        loop.call_soon(self.flush_counts)
+
+    def flush_counts(self) -> None:
+        """Add the delivered attempts counted since the last flush to
+        ``stream_wfm_deliveries_total``: one ``inc`` per kind and status class."""
+        self._counts_scheduled = False
+        for kind, counts in ((_AGENT, self._agent_delivered), (_CALL, self._call_delivered)):
+            if counts:
+                for status_class, n in counts.items():
+                    self._child(kind, _DELIVERED, status_class).inc(n)
+                counts.clear()
+
     def count(self, kind: EventKind, outcome: Outcome) -> None:
         """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's
         ``.value`` is a descriptor call: the StrEnum members themselves are the keys)."""
-        key = (kind, outcome.kind, outcome.status_class)
+        self._child(kind, outcome.kind, outcome.status_class).inc()
+
+    def _child(self, kind: EventKind, outcome_kind: OutcomeKind, status_class: str) -> Any:
+        key = (kind, outcome_kind, status_class)
         child = self._counted.get(key)
         if child is None:
-            labels = (kind.value, outcome.kind.value, outcome.status_class)
+            labels = (kind.value, outcome_kind.value, status_class)
             child = self._counted[key] = self._metrics.deliveries.labels(*labels)
-        child.inc()
+        return child

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import Message
 
 from stream_wfm.delivery.templates import TemplatedEntry
 from stream_wfm.events import EventKind, InvalidEventError, complete_event, parse_event
@@ -30,7 +30,6 @@ from stream_wfm.pipeline.retry_gate import RetryGate
 from stream_wfm.pipeline.settle import Settler
 from stream_wfm.pipeline.submit import Submitter
 from stream_wfm.pipeline.work import Work
-from stream_wfm.retry.records import SourceRecord
 from stream_wfm.retry.writer import DeadLetter
 from stream_wfm.routing import ENDPOINT_DISABLED, decide_fields
 
@@ -105,7 +104,7 @@ class Intake:
             tracker.add(offset)
             self._backpressure.pending += 1
             self._invalid[tracker.topic].inc()
-            work = Work(tracker, offset, _source(msg, tracker, offset), kind, None, 0)
+            work = Work(tracker, offset, msg, kind, None, 0)
             self._settler.settle(work, DeadLetter("invalid_event", 0, exc.detail))
             return
         entry = self._store.get(data["account_id"])
@@ -123,7 +122,7 @@ class Intake:
         tracker.add(offset)
         self._backpressure.pending += 1
         event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
-        work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
+        work = Work(tracker, offset, msg, kind, event, 0)
         self._submitter.submit(work, entry, attempt=1)
 
     def _endpoint_disabled(
@@ -139,7 +138,7 @@ class Intake:
         tracker.add(offset)
         self._backpressure.pending += 1
         event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
-        work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
+        work = Work(tracker, offset, msg, kind, event, 0)
         self._settler.settle(work, DeadLetter(ENDPOINT_DISABLED, 0))
 
     def _flush_filtered(self) -> None:
@@ -152,18 +151,3 @@ class Intake:
                 child = self._filtered[reason] = self._metrics.events_filtered.labels(reason)
             child.inc(n)
         filtered.clear()
-
-
-def _source(msg: Message, tracker: PartitionTracker, offset: int) -> SourceRecord:
-    """The input record as it was, its Kafka headers included (kept in retry and
-    dead-letter records; a retry's trace context comes from them)."""
-    ts_type, ts = msg.timestamp()
-    return SourceRecord(
-        tracker.topic,
-        tracker.partition,
-        offset,
-        msg.key(),
-        msg.value(),
-        None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-        headers=msg.headers(),  # type: ignore[arg-type]  # consumed: a list of (str, bytes)
-    )

@@ -165,7 +165,10 @@ class Dispatcher:
                     )
                     outcome = connection_error_outcome(exc)
                 finally:
-                    self._release_slot()
+                    if waiters:
+                        self._release_slot()
+                    else:
+                        self.in_flight -= 1  # _release_slot() with no lane waiting, inline
                 end = clock()
                 try:
                     self._on_outcome(job, outcome, end - start)

@@ -109,7 +109,7 @@ class Submitter:
             return
         template = entry.template(event.kind)
         assert template is not None  # routing filtered events without a URL
-        headers = work.source.headers
+        headers = work.headers
         try:
             request = template.build(event, trace_context(headers) if headers else None)
         except UnformattableEventError as exc:
