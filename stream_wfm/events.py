@@ -111,6 +111,7 @@ MAX_EVENT_ID_LENGTH = 200
 # An event_id goes into the X-WFM-Event-Id header: printable ASCII, no
 # leading/trailing space, at most MAX_EVENT_ID_LENGTH characters.
 _EVENT_ID = re.compile(rf"[!-~](?:[ -~]{{0,{MAX_EVENT_ID_LENGTH - 2}}}[!-~])?")
+_EVENT_ID_MATCH: Final = _EVENT_ID.fullmatch
 
 
 class EventKind(enum.StrEnum):
@@ -237,20 +238,20 @@ def complete_event(
     account_id: str = data["account_id"]
     event_type: str = data["event_type"]
     raw_id = data.get("event_id")
-    if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id):
+    if type(raw_id) is str and _EVENT_ID_MATCH(raw_id):
         event_id = raw_id
     elif type(fallback_event_id) is str:
         event_id = fallback_event_id
     else:
         event_id = "{}:{}:{}".format(*fallback_event_id)
-    raw_agent = data.get("agent_id")
-    agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
     if kind is _AGENT:
-        assert agent_id is not None
+        agent_id: str | None = data["agent_id"]  # required: parse_event checked it
         return Event(
             kind, account_id, event_type, agent_id, None, event_id, data,
             f"{account_id}:{agent_id}",
         )  # fmt: skip
+    raw_agent = data.get("agent_id")
+    agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
     call_id: str = data["call_id"]
     if agent_id is not None:
         return Event(

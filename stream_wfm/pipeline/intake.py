@@ -72,6 +72,10 @@ class Intake:
         trackers = self._trackers
         kinds = self._topic_kinds
         waiting = self._gate.waiting
+        get_entry = self._store.get
+        submit = self._submitter.submit
+        backpressure = self._backpressure
+        filtered = self._filtered_counts
         counts: dict[str, int] = {}
         for msg in messages:
             if msg.error() is not None:
@@ -88,42 +92,50 @@ class Intake:
                 continue  # fetched again after a seek: already in progress
             counts[topic] = counts.get(topic, 0) + 1
             kind = kinds.get(topic)
-            if kind is not None:
-                self._input(msg, tracker, offset, kind)
-            else:
+            if kind is None:
                 self._gate.offer(msg, tracker, offset)
+                continue
+            # An input record, inline (once per event): decode, join, filter, submit.
+            try:
+                data = parse_event(msg.value(), kind)
+            except InvalidEventError as exc:
+                self._invalid_event(msg, tracker, offset, kind, exc)
+                continue
+            entry = get_entry(data["account_id"])
+            reason = decide_fields(kind, data, entry)
+            if reason is not None:
+                if reason == ENDPOINT_DISABLED:
+                    self._endpoint_disabled(msg, tracker, offset, kind, data)
+                    continue
+                # Filtered out: finished at once and counted per batch; no event, work
+                # object, source copy or pending count is made for it.
+                filtered[reason] = filtered.get(reason, 0) + 1
+                tracker.skip(offset)
+                continue
+            assert entry is not None
+            tracker.add(offset)
+            backpressure.pending += 1
+            event = complete_event(data, kind, (topic, tracker.partition, offset))
+            submit(Work(tracker, offset, msg, kind, event, 0), entry, 1)
         for topic, n in counts.items():
             self._consumed[topic].inc(n)
         self._flush_filtered()
-        self._backpressure.check_high()
+        backpressure.check_high()
 
-    def _input(self, msg: Message, tracker: PartitionTracker, offset: int, kind: EventKind) -> None:
-        try:
-            data = parse_event(msg.value(), kind)
-        except InvalidEventError as exc:
-            tracker.add(offset)
-            self._backpressure.pending += 1
-            self._invalid[tracker.topic].inc()
-            work = Work(tracker, offset, msg, kind, None, 0)
-            self._settler.settle(work, DeadLetter("invalid_event", 0, exc.detail))
-            return
-        entry = self._store.get(data["account_id"])
-        reason = decide_fields(kind, data, entry)
-        if reason is not None:
-            if reason == ENDPOINT_DISABLED:
-                self._endpoint_disabled(msg, tracker, offset, kind, data)
-                return
-            # Filtered out: finished at once and counted per batch; no event, work object,
-            # source copy or pending count is made for it.
-            self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
-            tracker.skip(offset)
-            return
-        assert entry is not None
+    def _invalid_event(
+        self,
+        msg: Message,
+        tracker: PartitionTracker,
+        offset: int,
+        kind: EventKind,
+        exc: InvalidEventError,
+    ) -> None:
+        """A record that is not a valid event: a dead letter ``invalid_event``."""
         tracker.add(offset)
         self._backpressure.pending += 1
-        event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
-        work = Work(tracker, offset, msg, kind, event, 0)
-        self._submitter.submit(work, entry, attempt=1)
+        self._invalid[tracker.topic].inc()
+        work = Work(tracker, offset, msg, kind, None, 0)
+        self._settler.settle(work, DeadLetter("invalid_event", 0, exc.detail))
 
     def _endpoint_disabled(
         self,
