@@ -6,12 +6,18 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from stream_wfm.events import Event, EventKind
 from stream_wfm.health.endpoints import Endpoint
+from stream_wfm.pipeline.lanes import Job
 from stream_wfm.pipeline.offsets import PartitionTracker
 from stream_wfm.retry.records import Headers, SourceRecord
 
 
-class Work:
-    """One consumed record on its way: where it came from and what it is.
+class Work(Job):
+    """One consumed record on its way, from intake to settle: where it came from, what it
+    is, and its current delivery attempt. A selected event's work is queued in its lane
+    as the :class:`~stream_wfm.pipeline.lanes.Job` itself (the submitter sets
+    ``request``, ``order_key``, ``attempt`` and ``probe``; its ``context`` is itself):
+    one object per event from decode to settle, beside its parsed fields, its
+    :class:`~stream_wfm.events.Event` and its request.
 
     ``tracker``/``offset`` locate the consumed record (an input or retry-topic
     partition) whose offset is finished when this work is; ``source`` is the
@@ -64,6 +70,11 @@ class Work:
         self.event = event
         self.first_attempt_ms = first_attempt_ms
         self.endpoint: Endpoint | None = None
+
+    @property
+    def context(self) -> Work:
+        """As a queued job: the work is its own context."""
+        return self
 
     @property
     def source(self) -> SourceRecord:
