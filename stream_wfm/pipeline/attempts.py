@@ -6,7 +6,9 @@ here. Delivered work is finished; anything else is settled as the retry policy
 says (:func:`stream_wfm.pipeline.settle.after_attempt`), with the account's
 *current* ``max_retries``; a failed probe of a half-open breaker is deferred
 without spending a retry (docs/contract.md §10). Metric children are bound once
-per label set and cached (no label lookup per event).
+per label set and cached (no label lookup per event). Delivered events are finished
+and counted in ``stream_wfm_deliveries_total`` once per loop turn (:meth:`Attempts.flush`),
+not one by one.
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ class Attempts:
         self._agent_duration = metrics.delivery_duration.labels(_AGENT.value)
         self._call_duration = metrics.delivery_duration.labels(_CALL.value)
         self._counted: dict[tuple[EventKind, OutcomeKind, str], Any] = {}
-        # This loop turn's delivered attempts by status class, per kind (flush_counts).
+        # This loop turn's delivered attempts by status class, per kind (flush).
         self._agent_delivered: dict[str, int] = {}
         self._call_delivered: dict[str, int] = {}
-        self._counts_scheduled = False
+        # This loop turn's delivered events, finished together (flush).
+        self._delivered: list[Work] = []
+        self._flush_scheduled = False
 
     def on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         """The lanes' outcome handler: attempt ``job.attempt`` ended with ``outcome``."""
@@ -78,12 +82,10 @@ class Attempts:
         (self._agent_duration if agent else self._call_duration).observe(elapsed)
         now = self._clock()  # one clock read for the breaker and the latency
         if outcome.kind is _DELIVERED:
-            # stream_wfm_deliveries_total: counted per loop turn (flush_counts), not per event.
+            # stream_wfm_deliveries_total: counted per loop turn (flush), not per event.
             counts = self._agent_delivered if agent else self._call_delivered
             status_class = outcome.status_class
             counts[status_class] = counts.get(status_class, 0) + 1
-            if not self._counts_scheduled:
-                self._schedule_counts()
             endpoint = work.endpoint
             if endpoint is not None and not job.probe:
                 # Counted once per loop turn and endpoint (Endpoints.flush), not per event.
@@ -99,7 +101,10 @@ class Attempts:
                 (self._agent_latency if agent else self._call_latency).observe(
                     latency if latency > 0.0 else 0.0
                 )
-            self._settler.finish(work)
+            # Finished, with the loop turn's other delivered events (flush).
+            self._delivered.append(work)
+            if not self._flush_scheduled:
+                self._schedule_flush()
             return
         self.count(kind, outcome)
         self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
@@ -159,20 +164,25 @@ class Attempts:
         self._endpoints.deferred(event.account_id, event.kind)
         self._settler.settle(work, Defer(attempt, DEFERRALS[reason], to))
 
-    def _schedule_counts(self) -> None:
-        """Count this loop turn's delivered attempts at its end (:meth:`flush_counts`)."""
+    def _schedule_flush(self) -> None:
+        """Finish and count this loop turn's delivered events at its end (:meth:`flush`)."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # called outside the loop (tests): count at once
-            self.flush_counts()
+        except RuntimeError:  # called outside the loop (tests): at once
+            self.flush()
             return
-        self._counts_scheduled = True
-        loop.call_soon(self.flush_counts)
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
 
-    def flush_counts(self) -> None:
-        """Add the delivered attempts counted since the last flush to
+    def flush(self) -> None:
+        """Finish the events delivered since the last flush (their offsets, the pending
+        count: :meth:`Settler.finish_all`) and add them to
         ``stream_wfm_deliveries_total``: one ``inc`` per kind and status class."""
-        self._counts_scheduled = False
+        self._flush_scheduled = False
+        delivered = self._delivered
+        if delivered:
+            self._delivered = []
+            self._settler.finish_all(delivered)
         for kind, counts in ((_AGENT, self._agent_delivered), (_CALL, self._call_delivered)):
             if counts:
                 for status_class, n in counts.items():
