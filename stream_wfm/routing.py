@@ -156,6 +156,15 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
         return sent if cfg.agent_logout_events else "logout_not_selected"
     if cfg.send_all_agent_states:
         return sent
-    if is_default_state_event(event_type, data.get("event_aux_type")):
+    aux = data.get("event_aux_type")
+    # is_default_state_event(event_type, aux), its cached answer looked up inline (once
+    # per agent state event).
+    if aux is None or type(aux) is str:
+        default = _DEFAULT_STATE_CACHE.get((event_type, aux))
+        if default is None:
+            default = is_default_state_event(event_type, aux)
+    else:
+        default = False
+    if default:
         return sent if cfg.agent_states else "state_not_selected"
     return "custom_state_not_selected"

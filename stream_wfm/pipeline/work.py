@@ -57,11 +57,10 @@ class Work(Job):
         self.tracker = tracker
         self.offset = offset
         self._source = source
-        if type(source) is SourceRecord:
+        if isinstance(source, SourceRecord):
             self.headers: Headers | None = source.headers
             self.timestamp_ms: int | None = source.timestamp_ms
         else:
-            assert isinstance(source, Message)
             # Consumed: a list of (str, bytes | None), or None.
             self.headers = source.headers()  # type: ignore[assignment]
             ts_type, ts = source.timestamp()
