@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
+from stream_wfm.events import (
+    KEY_EVENT_AUX_TYPE,
+    KEY_EVENT_TYPE,
+    LOGIN,
+    LOGOUT,
+    Event,
+    EventKind,
+)
 
 __all__ = [
     "DEFAULT_STATES",
@@ -149,14 +156,14 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
         return sent if cfg.end_call_events else "end_call_not_selected"
     if not cfg.has_agent_url:
         return "no_url"
-    event_type: str = data["event_type"]
+    event_type: str = data[KEY_EVENT_TYPE]
     if event_type == LOGIN:
         return sent if cfg.agent_login_events else "login_not_selected"
     if event_type == LOGOUT:
         return sent if cfg.agent_logout_events else "logout_not_selected"
     if cfg.send_all_agent_states:
         return sent
-    aux = data.get("event_aux_type")
+    aux = data.get(KEY_EVENT_AUX_TYPE)
     # is_default_state_event(event_type, aux), its cached answer looked up inline (once
     # per agent state event).
     if aux is None or type(aux) is str:

@@ -20,7 +20,13 @@ from typing import Any
 from confluent_kafka import Message
 
 from stream_wfm.delivery.templates import TemplatedEntry
-from stream_wfm.events import EventKind, InvalidEventError, complete_event, parse_event
+from stream_wfm.events import (
+    KEY_ACCOUNT_ID,
+    EventKind,
+    InvalidEventError,
+    complete_event,
+    parse_event,
+)
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.backpressure import Backpressure
@@ -101,7 +107,7 @@ class Intake:
             except InvalidEventError as exc:
                 self._invalid_event(msg, tracker, offset, kind, exc)
                 continue
-            entry = get_entry(data["account_id"])
+            entry = get_entry(data[KEY_ACCOUNT_ID])
             reason = decide_fields(kind, data, entry)
             if reason is not None:
                 if reason == ENDPOINT_DISABLED:
