@@ -32,6 +32,9 @@ __all__ = [
     "AGENT_LOGIN_FIELDS",
     "AGENT_STATE_FIELDS",
     "CALL_FIELDS",
+    "KEY_ACCOUNT_ID",
+    "KEY_EVENT_AUX_TYPE",
+    "KEY_EVENT_TYPE",
     "LOGIN",
     "LOGOUT",
     "MAX_EVENT_ID_LENGTH",
@@ -44,61 +47,84 @@ __all__ = [
     "payload_fields",
 ]
 
+
+def _as_parsed_keys(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` as the very ``str`` objects that :func:`orjson.loads` makes an object's
+    keys (its key cache hands out one object per key): a lookup by one of them in a
+    decoded event matches by identity instead of comparing characters (the template's
+    payload, once per field and event). Only a matter of speed: equal strings match
+    either way, so a key the cache no longer holds only costs its comparison."""
+    return tuple(orjson.loads(orjson.dumps(dict.fromkeys(names))))
+
+
 #: Agent login / logout (``event_type`` ``LOGIN`` or ``LOGOUT``), in the contract's order.
-AGENT_LOGIN_FIELDS: tuple[str, ...] = (
-    "external_agent_id",
-    "duration",
-    "agent_login_id",
-    "account_id",
-    "event_type",
-    "agent_id",
-    "date_time",
-    "agent_phone",
-    "username",
-    "source_ip",
+AGENT_LOGIN_FIELDS: tuple[str, ...] = _as_parsed_keys(
+    (
+        "external_agent_id",
+        "duration",
+        "agent_login_id",
+        "account_id",
+        "event_type",
+        "agent_id",
+        "date_time",
+        "agent_phone",
+        "username",
+        "source_ip",
+    )
 )
 
 #: Agent state change, in the contract's order; the last five only while on a call.
-AGENT_STATE_FIELDS: tuple[str, ...] = (
-    "agent_id",
-    "prev_state",
-    "prev_aux_state",
-    "agent_phone",
-    "source_ip",
-    "external_agent_id",
-    "duration",
-    "agent_login_id",
-    "account_id",
-    "event_type",
-    "event_aux_type",
-    "date_time",
-    "pending_disp",
-    "username",
-    "call_id",
-    "call_source_id",
-    "call_source_name",
-    "dnis",
-    "call_type",
+AGENT_STATE_FIELDS: tuple[str, ...] = _as_parsed_keys(
+    (
+        "agent_id",
+        "prev_state",
+        "prev_aux_state",
+        "agent_phone",
+        "source_ip",
+        "external_agent_id",
+        "duration",
+        "agent_login_id",
+        "account_id",
+        "event_type",
+        "event_aux_type",
+        "date_time",
+        "pending_disp",
+        "username",
+        "call_id",
+        "call_source_id",
+        "call_source_name",
+        "dnis",
+        "call_type",
+    )
 )
 
 #: End call (``ACD-CALL`` inbound, ``VPD-CALL`` outbound), in the contract's order.
-CALL_FIELDS: tuple[str, ...] = (
-    "recording_url",
-    "agent_id",
-    "queue_duration",
-    "agent_disposition",
-    "gate_name",
-    "call_state",
-    "call_duration",
-    "call_id",
-    "external_agent_id",
-    "account_id",
-    "event_type",
-    "gate_id",
-    "call_start",
-    "dnis",
-    "ani",
-    "username",
+CALL_FIELDS: tuple[str, ...] = _as_parsed_keys(
+    (
+        "recording_url",
+        "agent_id",
+        "queue_duration",
+        "agent_disposition",
+        "gate_name",
+        "call_state",
+        "call_duration",
+        "call_id",
+        "external_agent_id",
+        "account_id",
+        "event_type",
+        "gate_id",
+        "call_start",
+        "dnis",
+        "ani",
+        "username",
+    )
+)
+
+#: Keys read from every decoded event, as its keys are (:func:`_as_parsed_keys`).
+KEY_ACCOUNT_ID, KEY_EVENT_TYPE, KEY_EVENT_AUX_TYPE, _KEY_EVENT_ID, _KEY_AGENT_ID, _KEY_CALL_ID = (
+    _as_parsed_keys(
+        ("account_id", "event_type", "event_aux_type", "event_id", "agent_id", "call_id")
+    )
 )
 
 #: ``event_type`` values of agent login and logout events (matched exactly).
@@ -111,6 +137,7 @@ MAX_EVENT_ID_LENGTH = 200
 # An event_id goes into the X-WFM-Event-Id header: printable ASCII, no
 # leading/trailing space, at most MAX_EVENT_ID_LENGTH characters.
 _EVENT_ID = re.compile(rf"[!-~](?:[ -~]{{0,{MAX_EVENT_ID_LENGTH - 2}}}[!-~])?")
+_EVENT_ID_MATCH: Final = _EVENT_ID.fullmatch
 
 
 class EventKind(enum.StrEnum):
@@ -159,9 +186,16 @@ _FRAMING: Final = 5
 
 #: What :func:`parse_event` checks, by kind: fields that must be non-empty strings.
 _REQUIRED: dict[EventKind, tuple[str, ...]] = {
-    EventKind.AGENT: ("account_id", "event_type", "agent_id"),
-    EventKind.CALL: ("account_id", "event_type", "call_id"),
+    EventKind.AGENT: (KEY_ACCOUNT_ID, KEY_EVENT_TYPE, _KEY_AGENT_ID),
+    EventKind.CALL: (KEY_ACCOUNT_ID, KEY_EVENT_TYPE, _KEY_CALL_ID),
 }
+# Enum members and the lists above as module constants: in Python 3.11 ``EventKind.AGENT``
+# runs a descriptor and a dict lookup keyed by a member runs ``Enum.__hash__`` (Python
+# code), once per event each.
+_AGENT: Final = EventKind.AGENT
+_CALL: Final = EventKind.CALL
+_AGENT_REQUIRED: Final = _REQUIRED[_AGENT]
+_CALL_REQUIRED: Final = _REQUIRED[_CALL]
 
 
 def _invalid_field(data: dict[str, Any], name: str) -> InvalidEventError:
@@ -203,7 +237,7 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
-    for name in _REQUIRED[kind]:
+    for name in _AGENT_REQUIRED if kind is _AGENT else _CALL_REQUIRED:
         field = data.get(name)
         if type(field) is not str or not field:
             raise _invalid_field(data, name)
@@ -227,24 +261,24 @@ def complete_event(
 ) -> Event:
     """The :class:`Event` of a record's object that :func:`parse_event` accepted (see
     :func:`decode_event` for ``fallback_event_id``)."""
-    account_id: str = data["account_id"]
-    event_type: str = data["event_type"]
-    raw_id = data.get("event_id")
-    if type(raw_id) is str and _EVENT_ID.fullmatch(raw_id):
+    account_id: str = data[KEY_ACCOUNT_ID]
+    event_type: str = data[KEY_EVENT_TYPE]
+    raw_id = data.get(_KEY_EVENT_ID)
+    if type(raw_id) is str and _EVENT_ID_MATCH(raw_id):
         event_id = raw_id
     elif type(fallback_event_id) is str:
         event_id = fallback_event_id
     else:
         event_id = "{}:{}:{}".format(*fallback_event_id)
-    raw_agent = data.get("agent_id")
-    agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
-    if kind is EventKind.AGENT:
-        assert agent_id is not None
+    if kind is _AGENT:
+        agent_id: str | None = data[_KEY_AGENT_ID]  # required: parse_event checked it
         return Event(
             kind, account_id, event_type, agent_id, None, event_id, data,
             f"{account_id}:{agent_id}",
         )  # fmt: skip
-    call_id: str = data["call_id"]
+    raw_agent = data.get(_KEY_AGENT_ID)
+    agent_id = raw_agent if type(raw_agent) is str and raw_agent else None
+    call_id: str = data[_KEY_CALL_ID]
     if agent_id is not None:
         return Event(
             kind, account_id, event_type, agent_id, call_id, event_id, data,
@@ -258,7 +292,7 @@ def complete_event(
 
 def payload_fields(event: Event) -> tuple[str, ...]:
     """The docs/contract.md §2 field list that the webhook payload of ``event`` uses."""
-    if event.kind is EventKind.CALL:
+    if event.kind is _CALL:
         return CALL_FIELDS
     if event.event_type == LOGIN or event.event_type == LOGOUT:
         return AGENT_LOGIN_FIELDS

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from stream_wfm.events import LOGIN, LOGOUT, Event, EventKind
+from stream_wfm.events import (
+    KEY_EVENT_AUX_TYPE,
+    KEY_EVENT_TYPE,
+    LOGIN,
+    LOGOUT,
+    Event,
+    EventKind,
+)
 
 __all__ = [
     "DEFAULT_STATES",
@@ -86,6 +93,9 @@ def _normalize(state: str) -> str:
     return state.replace(" ", "").replace("_", "").casefold()
 
 
+# A module constant: ``EventKind.CALL`` runs a descriptor in Python 3.11 (once per event).
+_CALL: Final = EventKind.CALL
+
 _DEFAULT_STATES_NORMALIZED: Final = frozenset(_normalize(state) for state in DEFAULT_STATES)
 
 
@@ -140,19 +150,28 @@ def decide_fields(kind: EventKind, data: dict[str, Any], cfg: Selection | None) 
         if cfg.disabled_reason is None:
             return "disabled"
         sent = ENDPOINT_DISABLED
-    if kind is EventKind.CALL:
+    if kind is _CALL:
         if not cfg.has_call_url:
             return "no_url"
         return sent if cfg.end_call_events else "end_call_not_selected"
     if not cfg.has_agent_url:
         return "no_url"
-    event_type: str = data["event_type"]
+    event_type: str = data[KEY_EVENT_TYPE]
     if event_type == LOGIN:
         return sent if cfg.agent_login_events else "login_not_selected"
     if event_type == LOGOUT:
         return sent if cfg.agent_logout_events else "logout_not_selected"
     if cfg.send_all_agent_states:
         return sent
-    if is_default_state_event(event_type, data.get("event_aux_type")):
+    aux = data.get(KEY_EVENT_AUX_TYPE)
+    # is_default_state_event(event_type, aux), its cached answer looked up inline (once
+    # per agent state event).
+    if aux is None or type(aux) is str:
+        default = _DEFAULT_STATE_CACHE.get((event_type, aux))
+        if default is None:
+            default = is_default_state_event(event_type, aux)
+    else:
+        default = False
+    if default:
         return sent if cfg.agent_states else "state_not_selected"
     return "custom_state_not_selected"

@@ -6,11 +6,14 @@ here. Delivered work is finished; anything else is settled as the retry policy
 says (:func:`stream_wfm.pipeline.settle.after_attempt`), with the account's
 *current* ``max_retries``; a failed probe of a half-open breaker is deferred
 without spending a retry (docs/contract.md §10). Metric children are bound once
-per label set and cached (no label lookup per event).
+per label set and cached (no label lookup per event). Delivered events are finished
+and counted in ``stream_wfm_deliveries_total`` once per loop turn (:meth:`Attempts.flush`),
+not one by one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,6 +33,8 @@ from stream_wfm.pipeline.work import Work
 log = logging.getLogger(__name__)
 
 _DELIVERED: Final = OutcomeKind.DELIVERED
+_AGENT: Final = EventKind.AGENT
+_CALL: Final = EventKind.CALL
 #: An event deferred by an open breaker comes back this long after a probe may go.
 PROBE_MARGIN: Final = 1.0
 
@@ -58,20 +63,32 @@ class Attempts:
         self._deferred = {r: metrics.events_deferred.labels(r) for r in DEFERRAL_REASONS}
         self._metrics = metrics
         self._clock = clock
-        self._latency = {k.value: metrics.end_to_end_latency.labels(k.value) for k in EventKind}
-        self._duration = {k.value: metrics.delivery_duration.labels(k.value) for k in EventKind}
+        self._agent_latency = metrics.end_to_end_latency.labels(_AGENT.value)
+        self._call_latency = metrics.end_to_end_latency.labels(_CALL.value)
+        self._agent_duration = metrics.delivery_duration.labels(_AGENT.value)
+        self._call_duration = metrics.delivery_duration.labels(_CALL.value)
         self._counted: dict[tuple[EventKind, OutcomeKind, str], Any] = {}
+        # This loop turn's delivered attempts by status class, per kind (flush).
+        self._agent_delivered: dict[str, int] = {}
+        self._call_delivered: dict[str, int] = {}
+        # This loop turn's delivered events, finished together (flush).
+        self._delivered: list[Work] = []
+        self._flush_scheduled = False
 
     def on_outcome(self, job: Job, outcome: Outcome, elapsed: float) -> None:
         """The lanes' outcome handler: attempt ``job.attempt`` ended with ``outcome``."""
         work: Work = job.context
         event = work.event
         assert event is not None
-        kind = event.kind  # a StrEnum: looks up the dicts keyed by its value, without .value
-        self._duration[kind].observe(elapsed)
-        self.count(kind, outcome)
+        kind = event.kind
+        agent = kind is _AGENT  # children bound per kind: no dict keyed by an Enum member
+        (self._agent_duration if agent else self._call_duration).observe(elapsed)
         now = self._clock()  # one clock read for the breaker and the latency
         if outcome.kind is _DELIVERED:
+            # stream_wfm_deliveries_total: counted per loop turn (flush), not per event.
+            counts = self._agent_delivered if agent else self._call_delivered
+            status_class = outcome.status_class
+            counts[status_class] = counts.get(status_class, 0) + 1
             endpoint = work.endpoint
             if endpoint is not None and not job.probe:
                 # Counted once per loop turn and endpoint (Endpoints.flush), not per event.
@@ -81,11 +98,18 @@ class Attempts:
                     self._endpoints.succeeded_later(endpoint)
             else:
                 self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
-            ts = work.source.timestamp_ms
+            ts = work.timestamp_ms
             if ts is not None:
-                self._latency[kind].observe(max(0.0, now - ts / 1000))
-            self._settler.finish(work)
+                latency = now - ts / 1000
+                (self._agent_latency if agent else self._call_latency).observe(
+                    latency if latency > 0.0 else 0.0
+                )
+            # Finished, with the loop turn's other delivered events (flush).
+            self._delivered.append(work)
+            if not self._flush_scheduled:
+                self._schedule_flush()
             return
+        self.count(kind, outcome)
         self._endpoints.record(event.account_id, kind, outcome, job.probe, now)
         entry = self._store.get(event.account_id)
         max_retries = 0 if entry is None else entry.max_retries
@@ -151,12 +175,40 @@ class Attempts:
                 outcome = replace(outcome, retry_after=wait + PROBE_MARGIN)
         self._settler.settle(work, Defer(attempt, outcome, to))
 
+    def _schedule_flush(self) -> None:
+        """Finish and count this loop turn's delivered events at its end (:meth:`flush`)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop (tests): at once
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Finish the events delivered since the last flush (their offsets, the pending
+        count: :meth:`Settler.finish_all`) and add them to
+        ``stream_wfm_deliveries_total``: one ``inc`` per kind and status class."""
+        self._flush_scheduled = False
+        delivered = self._delivered
+        if delivered:
+            self._delivered = []
+            self._settler.finish_all(delivered)
+        for kind, counts in ((_AGENT, self._agent_delivered), (_CALL, self._call_delivered)):
+            if counts:
+                for status_class, n in counts.items():
+                    self._child(kind, _DELIVERED, status_class).inc(n)
+                counts.clear()
+
     def count(self, kind: EventKind, outcome: Outcome) -> None:
         """``stream_wfm_deliveries_total`` + 1, through a cache of bound children (Enum's
         ``.value`` is a descriptor call: the StrEnum members themselves are the keys)."""
-        key = (kind, outcome.kind, outcome.status_class)
+        self._child(kind, outcome.kind, outcome.status_class).inc()
+
+    def _child(self, kind: EventKind, outcome_kind: OutcomeKind, status_class: str) -> Any:
+        key = (kind, outcome_kind, status_class)
         child = self._counted.get(key)
         if child is None:
-            labels = (kind.value, outcome.kind.value, outcome.status_class)
+            labels = (kind.value, outcome_kind.value, status_class)
             child = self._counted[key] = self._metrics.deliveries.labels(*labels)
-        child.inc()
+        return child

@@ -17,10 +17,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import Message
 
 from stream_wfm.delivery.templates import TemplatedEntry
-from stream_wfm.events import EventKind, InvalidEventError, complete_event, parse_event
+from stream_wfm.events import (
+    KEY_ACCOUNT_ID,
+    EventKind,
+    InvalidEventError,
+    complete_event,
+    parse_event,
+)
 from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.backpressure import Backpressure
@@ -30,7 +36,6 @@ from stream_wfm.pipeline.retry_gate import RetryGate
 from stream_wfm.pipeline.settle import Settler
 from stream_wfm.pipeline.submit import Submitter
 from stream_wfm.pipeline.work import Work
-from stream_wfm.retry.records import SourceRecord
 from stream_wfm.retry.writer import DeadLetter
 from stream_wfm.routing import ENDPOINT_DISABLED, decide_fields
 
@@ -73,6 +78,10 @@ class Intake:
         trackers = self._trackers
         kinds = self._topic_kinds
         waiting = self._gate.waiting
+        get_entry = self._store.get
+        submit = self._submitter.submit
+        backpressure = self._backpressure
+        filtered = self._filtered_counts
         counts: dict[str, int] = {}
         for msg in messages:
             if msg.error() is not None:
@@ -89,42 +98,50 @@ class Intake:
                 continue  # fetched again after a seek: already in progress
             counts[topic] = counts.get(topic, 0) + 1
             kind = kinds.get(topic)
-            if kind is not None:
-                self._input(msg, tracker, offset, kind)
-            else:
+            if kind is None:
                 self._gate.offer(msg, tracker, offset)
+                continue
+            # An input record, inline (once per event): decode, join, filter, submit.
+            try:
+                data = parse_event(msg.value(), kind)
+            except InvalidEventError as exc:
+                self._invalid_event(msg, tracker, offset, kind, exc)
+                continue
+            entry = get_entry(data[KEY_ACCOUNT_ID])
+            reason = decide_fields(kind, data, entry)
+            if reason is not None:
+                if reason == ENDPOINT_DISABLED:
+                    self._endpoint_disabled(msg, tracker, offset, kind, data)
+                    continue
+                # Filtered out: finished at once and counted per batch; no event, work
+                # object, source copy or pending count is made for it.
+                filtered[reason] = filtered.get(reason, 0) + 1
+                tracker.skip(offset)
+                continue
+            assert entry is not None
+            tracker.add(offset)
+            backpressure.pending += 1
+            event = complete_event(data, kind, (topic, tracker.partition, offset))
+            submit(Work(tracker, offset, msg, kind, event, 0), entry, 1)
         for topic, n in counts.items():
             self._consumed[topic].inc(n)
         self._flush_filtered()
-        self._backpressure.check_high()
+        backpressure.check_high()
 
-    def _input(self, msg: Message, tracker: PartitionTracker, offset: int, kind: EventKind) -> None:
-        try:
-            data = parse_event(msg.value(), kind)
-        except InvalidEventError as exc:
-            tracker.add(offset)
-            self._backpressure.pending += 1
-            self._invalid[tracker.topic].inc()
-            work = Work(tracker, offset, _source(msg, tracker, offset), kind, None, 0)
-            self._settler.settle(work, DeadLetter("invalid_event", 0, exc.detail))
-            return
-        entry = self._store.get(data["account_id"])
-        reason = decide_fields(kind, data, entry)
-        if reason is not None:
-            if reason == ENDPOINT_DISABLED:
-                self._endpoint_disabled(msg, tracker, offset, kind, data)
-                return
-            # Filtered out: finished at once and counted per batch; no event, work object,
-            # source copy or pending count is made for it.
-            self._filtered_counts[reason] = self._filtered_counts.get(reason, 0) + 1
-            tracker.skip(offset)
-            return
-        assert entry is not None
+    def _invalid_event(
+        self,
+        msg: Message,
+        tracker: PartitionTracker,
+        offset: int,
+        kind: EventKind,
+        exc: InvalidEventError,
+    ) -> None:
+        """A record that is not a valid event: a dead letter ``invalid_event``."""
         tracker.add(offset)
         self._backpressure.pending += 1
-        event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
-        work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
-        self._submitter.submit(work, entry, attempt=1)
+        self._invalid[tracker.topic].inc()
+        work = Work(tracker, offset, msg, kind, None, 0)
+        self._settler.settle(work, DeadLetter("invalid_event", 0, exc.detail))
 
     def _endpoint_disabled(
         self,
@@ -139,7 +156,7 @@ class Intake:
         tracker.add(offset)
         self._backpressure.pending += 1
         event = complete_event(data, kind, (tracker.topic, tracker.partition, offset))
-        work = Work(tracker, offset, _source(msg, tracker, offset), kind, event, 0)
+        work = Work(tracker, offset, msg, kind, event, 0)
         self._settler.settle(work, DeadLetter(ENDPOINT_DISABLED, 0))
 
     def _flush_filtered(self) -> None:
@@ -152,18 +169,3 @@ class Intake:
                 child = self._filtered[reason] = self._metrics.events_filtered.labels(reason)
             child.inc(n)
         filtered.clear()
-
-
-def _source(msg: Message, tracker: PartitionTracker, offset: int) -> SourceRecord:
-    """The input record as it was, its Kafka headers included (kept in retry and
-    dead-letter records; a retry's trace context comes from them)."""
-    ts_type, ts = msg.timestamp()
-    return SourceRecord(
-        tracker.topic,
-        tracker.partition,
-        offset,
-        msg.key(),
-        msg.value(),
-        None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-        headers=msg.headers(),  # type: ignore[arg-type]  # consumed: a list of (str, bytes)
-    )

@@ -30,9 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class Job:
-    """One delivery attempt waiting in (or running from) a lane."""
+    """One delivery attempt waiting in (or running from) a lane.
 
-    __slots__ = ("attempt", "context", "order_key", "probe", "queued_at", "request")
+    ``context`` is owned by whoever submitted the job. A submitter may instead queue
+    its own per-event record as the job: a subclass that sets ``request``,
+    ``order_key``, ``attempt`` and ``probe`` itself and is its own ``context``
+    (:class:`~stream_wfm.pipeline.work.Work`), so that no second object is made per
+    attempt.
+    """
+
+    __slots__ = ("_context", "attempt", "order_key", "probe", "queued_at", "request")
 
     def __init__(
         self,
@@ -45,9 +52,14 @@ class Job:
         self.request = request
         self.order_key = order_key
         self.attempt = attempt
-        self.context = context  # owned by whoever submitted the job
+        self._context = context
         self.probe = probe  # the half-open breaker's probe (stream_wfm.health.breaker)
         self.queued_at = 0.0  # the dispatcher's clock when it was queued
+
+    @property
+    def context(self) -> Any:
+        """What the submitter attached to the job."""
+        return self._context
 
 
 OutcomeHandler = Callable[[Job, Outcome, float], None]
@@ -165,7 +177,10 @@ class Dispatcher:
                     )
                     outcome = connection_error_outcome(exc)
                 finally:
-                    self._release_slot()
+                    if waiters:
+                        self._release_slot()
+                    else:
+                        self.in_flight -= 1  # _release_slot() with no lane waiting, inline
                 end = clock()
                 try:
                     self._on_outcome(job, outcome, end - start)

@@ -148,6 +148,15 @@ class Settler:
         if tracker.revoked and self._handback.waiting:
             self._handback.check()
 
+    def finish_all(self, works: list[Work]) -> None:
+        """:meth:`finish` for each of ``works`` (a loop turn's delivered events): the
+        pending count and the hand-backs are told once."""
+        for work in works:
+            work.tracker.done(work.offset)
+        self._backpressure.finished(len(works))
+        if self._handback.waiting:
+            self._handback.check()
+
     def _write(self, work: Work, settlement: Settlement) -> asyncio.Future[Any]:
         writer = self._writer
         match settlement:

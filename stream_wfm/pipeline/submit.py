@@ -29,7 +29,7 @@ from stream_wfm.integrations.store import ConfigStore
 from stream_wfm.ops.metrics import Metrics
 from stream_wfm.pipeline.attempts import Attempts
 from stream_wfm.pipeline.fair_share import FairShare
-from stream_wfm.pipeline.lanes import Dispatcher, Job
+from stream_wfm.pipeline.lanes import Dispatcher
 from stream_wfm.pipeline.order import KeyOrder
 from stream_wfm.pipeline.settle import FINISH, Settler
 from stream_wfm.pipeline.work import Work
@@ -109,7 +109,7 @@ class Submitter:
             return
         template = entry.template(event.kind)
         assert template is not None  # routing filtered events without a URL
-        headers = work.source.headers
+        headers = work.headers
         try:
             request = template.build(event, trace_context(headers) if headers else None)
         except UnformattableEventError as exc:
@@ -117,7 +117,12 @@ class Submitter:
             return
         if work.first_attempt_ms == 0:
             work.first_attempt_ms = int(self._clock() * 1000)
-        self._dispatcher.submit(Job(request, event.order_key, attempt, work, probe))
+        # The work is the job (no Job object per attempt).
+        work.request = request
+        work.order_key = event.order_key
+        work.attempt = attempt
+        work.probe = probe
+        self._dispatcher.submit(work)
 
     def _behind(self, order: KeyOrder, work: Work, key: str, attempt: int) -> bool:
         """Defer ``work`` behind an earlier event of its key that waits in a retry tier

@@ -4,6 +4,7 @@ resumed by commands) and the hand-back of revoked partitions."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -76,6 +77,9 @@ class FakeSettler:
 
     def finish(self, work: Work) -> None:
         self.finished.append(work)
+
+    def finish_all(self, works: list[Work]) -> None:
+        self.finished.extend(works)
 
 
 class FakeSubmitter:
@@ -634,6 +638,18 @@ def test_a_probe_answered_2xx_closes_the_breaker_and_finishes() -> None:
     assert rig.settler.settled == []
     assert rig.state() == "closed"
     assert rig.deferred("circuit_open") == 0
+
+
+async def test_delivered_events_are_finished_and_counted_at_the_end_of_the_loop_turn() -> None:
+    rig = AttemptsRig()
+    jobs = [rig.job(attempt=1) for _ in range(3)]
+    for job in jobs:
+        rig.attempts.on_outcome(job, classify_status(200), 0.1)
+    assert rig.settler.finished == []  # not yet: once per loop turn
+    await asyncio.sleep(0)
+    assert rig.settler.finished == [job.context for job in jobs]
+    labels = {"kind": "agent", "outcome": "delivered", "status_class": "2xx"}
+    assert rig.registry.get_sample_value("stream_wfm_deliveries_total", labels) == 3
 
 
 def test_a_probe_answered_permanently_closes_the_breaker_and_is_dead_lettered() -> None:

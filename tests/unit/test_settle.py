@@ -156,6 +156,18 @@ async def test_finish_moves_the_committable_offset_at_once() -> None:
     assert rig.writer.writes == []
 
 
+async def test_finish_all_finishes_each_offset_and_the_pending_count_once() -> None:
+    rig = Rig()
+    works = [rig.work(n) for n in range(5)]
+    rig.settler.finish_all([works[1], works[0], works[3]])  # out of order: 2 unfinished
+    assert rig.tracker.committable() == 2
+    assert rig.backpressure.pending == 2
+    rig.settler.finish_all([works[4], works[2]])
+    assert rig.tracker.committable() == 5
+    assert rig.backpressure.pending == 0
+    assert rig.writer.writes == []
+
+
 async def test_a_retry_finishes_only_once_the_broker_acknowledged_it() -> None:
     rig = Rig()
     work = rig.work(0)
