@@ -8,7 +8,7 @@ on a noisy machine quote the median ratio, never a single run.
 
     python benchmarks/ab_service.py --a /tmp/base --b . --pairs 10 --events 50000
     python benchmarks/ab_service.py --a /tmp/base --b . --format urlencoded
-    python benchmarks/ab_service.py --a /tmp/base --b . --selected-fraction 0   # filtered
+    python benchmarks/ab_service.py --a /tmp/base --b . --selected-fraction 0   # all filtered
 
 A tree is a directory holding the ``stream_wfm`` package (a checkout, or
 ``git archive COMMIT stream_wfm | tar -x -C DIR``); it is put first on the service's
@@ -64,11 +64,15 @@ def main() -> int:
                     os.environ["PYTHONPATH"] = os.pathsep.join(
                         [str(tree), *([inherited] if inherited else [])]
                     )
-                    result = scenarios.deliver(
-                        h, args.format, topic, args.events, selected, secrets, run=f"{label}{i}"
-                    )
-                    if result["missing"]:
-                        raise SystemExit(f"run {label}{i}: {result['missing']} events missing")
+                    if selected:
+                        result = scenarios.deliver(
+                            h, args.format, topic, args.events, selected, secrets,
+                            run=f"{label}{i}",
+                        )  # fmt: skip
+                        if result["missing"]:
+                            raise SystemExit(f"run {label}{i}: {result['missing']} missing")
+                    else:  # every event filtered out
+                        result = scenarios.filtered_out(h, topic, args.events, f"{label}{i}")
                     pair[label] = result["cpu_us_per_event"]
                 pair["ratio"] = pair["B"] / pair["A"]
                 pairs.append(pair)

@@ -101,11 +101,15 @@ def deliver(
     return result
 
 
-def filtered_out(h: Harness, topic: str) -> dict[str, Any]:
-    """The service consuming the custom-state ``topic``, every event filtered out: the
-    steady-state rate and CPU per event, from the service's consumed counter."""
-    total = h.options.filtered_count
-    s = h.prepare("filtered", topic, "json")
+def filtered_out(
+    h: Harness, topic: str, total: int | None = None, run: str = "filtered"
+) -> dict[str, Any]:
+    """The service consuming the custom-state ``topic`` (``total`` events, default the
+    options' filtered count), every event filtered out: the steady-state rate and CPU
+    per event, from the service's consumed counter. ``run`` names its topics and group."""
+    if total is None:
+        total = h.options.filtered_count
+    s = h.prepare(run, topic, "json")
     with h.service(s) as svc:
         cpu = CpuSampler(svc.pid).start()
         samples: list[tuple[int, float]] = []
