@@ -128,7 +128,7 @@ class Signer:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(slots=True, repr=False)
 class SignedWebhookRequest(WebhookRequest):
     """A request of a signed integration: the transport stamps it with its signature
     headers when it sends it (so ``webhook-timestamp`` is the time it is sent, not built)."""
