@@ -73,7 +73,10 @@ def main() -> int:
                             raise SystemExit(f"run {label}{i}: {result['missing']} missing")
                     else:  # every event filtered out
                         result = scenarios.filtered_out(h, topic, args.events, f"{label}{i}")
-                    pair[label] = result["cpu_us_per_event"]
+                    cpu = result.get("cpu_us_per_event", 0.0)
+                    if not cpu:  # CPU time is read in 10 ms ticks
+                        raise SystemExit(f"run {label}{i}: no CPU measured; use more --events")
+                    pair[label] = cpu
                 pair["ratio"] = pair["B"] / pair["A"]
                 pairs.append(pair)
                 if not args.json:

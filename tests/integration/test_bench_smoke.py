@@ -113,15 +113,22 @@ def test_table_prints_measurements_and_ratios_only(bench_output: dict[str, Any])
         assert verdict not in table, table
 
 
-def test_the_side_by_side_script_runs_two_trees_in_turn(tmp_path: Any) -> None:
-    """benchmarks/ab_service.py with this checkout as both trees: every pair measured."""
+@pytest.mark.parametrize(
+    ("fraction", "events"), [("1", "5000"), ("0", "40000")], ids=["delivered", "filtered"]
+)
+def test_the_side_by_side_script_runs_two_trees_in_turn(
+    tmp_path: Any, fraction: str, events: str
+) -> None:
+    """benchmarks/ab_service.py with this checkout as both trees: every pair measured,
+    delivered or (every event) filtered."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_WFM_")}
     env["PYTHONPATH"] = root
     out = subprocess.run(
         [
             sys.executable, os.path.join(root, "benchmarks", "ab_service.py"), "--json",
-            "--a", root, "--b", root, "--pairs", "2", "--events", "1000",
+            "--a", root, "--b", root, "--pairs", "2", "--events", events,
+            "--selected-fraction", fraction,
         ],
         capture_output=True, text=True, timeout=180, env=env, check=False, cwd=tmp_path,
     )  # fmt: skip
