@@ -9,42 +9,19 @@ from aiohttp import web
 
 from stream_wfm.console import urls
 from stream_wfm.console.forms import form_from_config, form_from_post
-from stream_wfm.console.pages import message, render, see_other
+from stream_wfm.console.pages import entry_or_page, message, render, see_other
 from stream_wfm.console.state import READ_BACK_TIMEOUT, console_of, session_of
 from stream_wfm.console.testevent import Sample, send_test_event
 from stream_wfm.console.views import check_form, integration_page, refused_page
-from stream_wfm.integrations.store import Entry
 from stream_wfm.integrations.writer import ConfigWriteError
 
 log = logging.getLogger(__name__)
 
 
-def _entry_or_page(request: web.Request) -> Entry | web.Response:
-    console = console_of(request)
-    account_id = request.match_info["account_id"]
-    entry = console.store.get(account_id)
-    if entry is not None:
-        return entry
-    if not console.store.ready:
-        return message(
-            request,
-            503,
-            "Still loading",
-            "The console is still reading the config topic. Try again in a moment.",
-        )
-    return message(
-        request,
-        404,
-        "No integration",
-        f"Account {account_id} has no Generic HTTP integration.",
-        link=(urls.ACCOUNTS, "Back to accounts"),
-    )
-
-
 async def test_event(request: web.Request) -> web.StreamResponse:
     """``Send test event``: the page's form as it is (saved or not) when it was posted —
     the button submits the integration form — else the saved integration."""
-    found = _entry_or_page(request)
+    found = entry_or_page(request, request.match_info["account_id"])
     if isinstance(found, web.Response):
         return found
     post = await request.post()
@@ -89,7 +66,7 @@ async def test_event(request: web.Request) -> web.StreamResponse:
 
 
 async def confirm_delete(request: web.Request) -> web.StreamResponse:
-    found = _entry_or_page(request)
+    found = entry_or_page(request, request.match_info["account_id"])
     if isinstance(found, web.Response):
         return found
     account_id = found.config.account_id
@@ -106,7 +83,7 @@ async def confirm_delete(request: web.Request) -> web.StreamResponse:
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
-    found = _entry_or_page(request)
+    found = entry_or_page(request, request.match_info["account_id"])
     if isinstance(found, web.Response):
         return found
     console = console_of(request)

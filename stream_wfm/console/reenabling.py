@@ -16,7 +16,7 @@ from aiohttp import web
 
 from stream_wfm.console import urls
 from stream_wfm.console.healthview import moment
-from stream_wfm.console.pages import message, render, see_other
+from stream_wfm.console.pages import entry_or_page, message, render, see_other
 from stream_wfm.console.state import console_of, session_of
 
 REFRESH_SECONDS: Final = 2
@@ -32,19 +32,9 @@ async def reenable_integration(request: web.Request) -> web.StreamResponse:
     progress = urls.account_url(account_id, "/reenable")
     if console.jobs.running(account_id) is not None:
         return see_other(progress)  # a second click: the same job, not a second redrive
-    entry = console.store.get(account_id)
-    if entry is None:
-        if not console.store.ready:
-            return message(
-                request, 503, "Still loading", "The console is still reading the config topic."
-            )
-        return message(
-            request,
-            404,
-            "No integration",
-            f"Account {account_id} has no Generic HTTP integration.",
-            link=(urls.ACCOUNTS, "Back to accounts"),
-        )
+    entry = entry_or_page(request, account_id)
+    if isinstance(entry, web.Response):
+        return entry
     if entry.disabled_reason is None:
         return message(
             request,

@@ -26,7 +26,7 @@ import logging
 from aiohttp import web
 
 from stream_wfm.console.forms import IntegrationForm, form_from_post, signing_view
-from stream_wfm.console.pages import message
+from stream_wfm.console.pages import entry_or_page, message
 from stream_wfm.console.saved import SavedSecrets
 from stream_wfm.console.state import console_of, session_of
 from stream_wfm.console.views import refused_page, save_form
@@ -53,19 +53,10 @@ REMOVE_FIELD = "remove_secret"
 
 async def account_signing(request: web.Request) -> web.StreamResponse:
     """A signing button of an account's page."""
-    console = console_of(request)
     account_id = request.match_info["account_id"]
-    entry = console.store.get(account_id)
-    if entry is None:
-        if not console.store.ready:
-            return message(request, 503, "Still loading", "Try again in a moment.")
-        return message(
-            request,
-            404,
-            "No integration",
-            f"Account {account_id} has no Generic HTTP integration any more; "
-            "it was deleted meanwhile.",
-        )
+    entry = entry_or_page(request, account_id)
+    if isinstance(entry, web.Response):
+        return entry
     return await _act(request, account_id, entry)
 
 
