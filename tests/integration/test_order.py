@@ -122,21 +122,33 @@ async def test_a_hot_key_waits_behind_its_retried_event_and_holds_no_one_else(
     assert max(others_latency) < 2.5  # ...the others did not (2.5 s: a loaded machine)
 
 
+async def events_waiting_behind_retries(
+    settings: Any, receiver_factory: Any, service_process: Any, *, events: int, deferred: int
+) -> tuple[FailFirstAttempts, ServiceUnderTest]:
+    """A receiver failing the first attempt of every fourth of ``events`` numbered events,
+    one service instance, and the first 240 of them (20 agents) produced; returns once
+    ``deferred`` later events were deferred behind retried ones."""
+    responder = FailFirstAttempts({i for i in range(events) if i % 4 == 1})
+    receiver = await receiver_factory(respond=responder)
+    put_all_states_config(settings, receiver.url())
+    first: ServiceUnderTest = await service_process(settings).wait_ready()
+    produce_json(settings, settings.agent_events_topic, numbered_events(240, agents=20))
+    await wait_until(
+        lambda: first.metric("stream_wfm_events_deferred_total", reason="order") >= deferred,
+        30,
+        "later events deferred behind retried ones",
+    )
+    return responder, first
+
+
 async def test_order_holds_across_a_kill_9_while_events_wait_in_a_tier(
     settings_factory: Any, receiver_factory: Any, service_process: Any
 ) -> None:
     """The same, and the instance is killed (kill -9) while events wait in the retry tier;
     a new instance rebuilds which keys wait from the retry partitions and keeps order."""
     settings = settings_factory(retry_backoff="4s,6s", topic_partitions=2)
-    responder = FailFirstAttempts({i for i in range(240) if i % 4 == 1})
-    receiver = await receiver_factory(respond=responder)
-    put_all_states_config(settings, receiver.url())
-    first: ServiceUnderTest = await service_process(settings).wait_ready()
-    produce_json(settings, settings.agent_events_topic, numbered_events(240, agents=20))
-    await wait_until(
-        lambda: first.metric("stream_wfm_events_deferred_total", reason="order") >= 20,
-        30,
-        "later events deferred behind retried ones",
+    responder, first = await events_waiting_behind_retries(
+        settings, receiver_factory, service_process, events=240, deferred=20
     )
     first.kill9()
     await service_process(settings).wait_ready()
@@ -149,15 +161,8 @@ async def test_order_holds_when_a_member_joins_mid_stream(
 ) -> None:
     """Two instances, the second joining while events wait in the tiers: order holds."""
     settings = settings_factory(retry_backoff="3s,5s", topic_partitions=4)
-    responder = FailFirstAttempts({i for i in range(480) if i % 4 == 1})
-    receiver = await receiver_factory(respond=responder)
-    put_all_states_config(settings, receiver.url())
-    first: ServiceUnderTest = await service_process(settings).wait_ready()
-    produce_json(settings, settings.agent_events_topic, numbered_events(240, agents=20))
-    await wait_until(
-        lambda: first.metric("stream_wfm_events_deferred_total", reason="order") >= 10,
-        30,
-        "later events deferred behind retried ones",
+    responder, _first = await events_waiting_behind_retries(
+        settings, receiver_factory, service_process, events=480, deferred=10
     )
     second: ServiceUnderTest = await service_process(settings).wait_ready()
     produce_json(settings, settings.agent_events_topic, numbered_events(480, agents=20, start=240))
