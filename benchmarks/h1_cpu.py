@@ -36,6 +36,7 @@ from stream_wfm.delivery.outcome import OutcomeKind
 from stream_wfm.delivery.request import RequestTemplate, compile_template
 from stream_wfm.events import Event, EventKind, decode_event
 from stream_wfm.integrations.model import validate_config
+from stream_wfm.ops.runtime import run_on_loop
 
 #: Events decoded before the run and cycled through (the bench's 2,000 agents).
 EVENT_POOL: Final = 2000
@@ -131,12 +132,7 @@ def main() -> None:
             args.signed,
             args.profile,
         )
-        try:
-            import uvloop
-        except ImportError:
-            result = asyncio.run(coro)
-        else:
-            result = uvloop.run(coro)
+        result = run_on_loop(coro)
     print(
         f"{result['format']}{', signed' if result['signed'] else ''}: "
         f"{result['requests']} requests, {result['failed']} failed, "

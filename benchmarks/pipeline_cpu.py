@@ -34,7 +34,7 @@ from stream_wfm.delivery.transport import Response
 from stream_wfm.events import EventKind
 from stream_wfm.integrations.model import validate_config
 from stream_wfm.ops.metrics import Metrics
-from stream_wfm.ops.runtime import tune_gc
+from stream_wfm.ops.runtime import run_on_loop, tune_gc
 from stream_wfm.pipeline.lanes import Dispatcher
 from stream_wfm.pipeline.pipeline import Pipeline
 
@@ -133,12 +133,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile (inflates the CPU)")
     args = parser.parse_args()
     coro = measure(args.events, args.selected_fraction, args.format, args.profile)
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(coro)
-    else:
-        result = uvloop.run(coro)
+    result = run_on_loop(coro)
     print(
         f"{result['format']}, selected fraction {result['selected_fraction']:g}: "
         f"{result['cpu_us_per_event']:.2f} us CPU per event, "

@@ -42,6 +42,7 @@ from stream_wfm.bench.workload import (
     write_integrations,
 )
 from stream_wfm.kafka.admin import create_topics
+from stream_wfm.ops.runtime import run_on_loop
 from stream_wfm.settings import Settings
 from stream_wfm.terminal.progress import Phases
 
@@ -81,12 +82,7 @@ def serve_delayed(delay: float) -> None:
         async with server:
             await bench_receiver._control(recorder)
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve())
-    else:
-        uvloop.run(serve())
+    run_on_loop(serve())
 
 
 class DelayedReceiver(bench_receiver.ReceiverProcess):

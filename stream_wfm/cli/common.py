@@ -12,6 +12,7 @@ from typing import NoReturn
 from stream_wfm.delivery.transport_factory import TransportNotInstalledError
 from stream_wfm.errors import StreamWfmError
 from stream_wfm.kafka.embedded import NOT_INSTALLED, EmbeddedBroker, embedded_broker_installed
+from stream_wfm.ops.runtime import run_on_loop
 from stream_wfm.settings import Settings, load_settings
 
 EMBEDDED_KAFKA_DEFAULTS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
@@ -85,11 +86,6 @@ def run_async(coro: object) -> None:
     command with one line naming the extra, as a bad setting does.
     """
     try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(coro)  # type: ignore[arg-type]
-        else:
-            uvloop.run(coro)  # type: ignore[arg-type]
+        run_on_loop(coro)  # type: ignore[arg-type]
     except TransportNotInstalledError as exc:
         fail(str(exc))

@@ -10,6 +10,9 @@ counting), so collections can be rare; and what exists once the service has
 started (modules, the loaded integrations) is moved out of the collector's
 sight with :func:`gc.freeze`.
 
+The event loop: uvloop when installed (the ``speed`` extra), else asyncio's
+(:func:`run_on_loop`, for the commands and the benchmark scripts alike).
+
 Memory: loading the config topic allocates and frees a lot (record values,
 parsed JSON, validation); glibc keeps the freed pages. Once started, the
 process hands them back with ``malloc_trim`` (measured with 100,000
@@ -18,11 +21,15 @@ integrations: the RSS drops by a few tens of MB).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
 import sys
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 #: Allocations between young collections (CPython's default is 700).
 GEN0_THRESHOLD: Final = 50_000
@@ -52,3 +59,13 @@ def release_free_memory() -> bool:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return bool(trim(0))
+
+
+def run_on_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end on uvloop when it is installed, else on asyncio's default
+    loop, and return its result."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
