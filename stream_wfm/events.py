@@ -20,7 +20,6 @@ hold anything: decoding never looks at it.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -133,11 +132,6 @@ LOGOUT = "LOGOUT"
 
 #: An ``event_id`` longer than this is ignored (the fallback id is used).
 MAX_EVENT_ID_LENGTH = 200
-
-# An event_id goes into the X-WFM-Event-Id header: printable ASCII, no
-# leading/trailing space, at most MAX_EVENT_ID_LENGTH characters.
-_EVENT_ID = re.compile(rf"[!-~](?:[ -~]{{0,{MAX_EVENT_ID_LENGTH - 2}}}[!-~])?")
-_EVENT_ID_MATCH: Final = _EVENT_ID.fullmatch
 
 
 class EventKind(enum.StrEnum):
@@ -264,7 +258,18 @@ def complete_event(
     account_id: str = data[KEY_ACCOUNT_ID]
     event_type: str = data[KEY_EVENT_TYPE]
     raw_id = data.get(_KEY_EVENT_ID)
-    if type(raw_id) is str and _EVENT_ID_MATCH(raw_id):
+    # Usable as the X-WFM-Event-Id header: 1 to MAX_EVENT_ID_LENGTH printable ASCII
+    # characters (space to "~"), no leading or trailing space; what the regular
+    # expression [!-~](?:[ -~]{0,198}[!-~])? matches (a unit test holds them equal), at
+    # ~0.8k instructions per event where its fullmatch took ~2.5k.
+    if (
+        type(raw_id) is str
+        and 0 < len(raw_id) <= MAX_EVENT_ID_LENGTH
+        and raw_id.isascii()
+        and raw_id.isprintable()
+        and raw_id[0] != " "
+        and raw_id[-1] != " "
+    ):
         event_id = raw_id
     elif type(fallback_event_id) is str:
         event_id = fallback_event_id

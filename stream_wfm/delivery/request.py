@@ -44,10 +44,13 @@ import orjson
 
 from stream_wfm import __version__
 from stream_wfm.delivery.exceptions import UnformattableEventError
+from stream_wfm.delivery.payload import Payload
 from stream_wfm.events import (
     AGENT_LOGIN_FIELDS,
     AGENT_STATE_FIELDS,
     CALL_FIELDS,
+    LOGIN,
+    LOGOUT,
     Event,
     EventKind,
     payload_fields,
@@ -193,6 +196,13 @@ _PAIR_PREFIXES: Final = {
 }
 _MISSING: Final = object()
 
+# The payload of each field list (JSON bodies), and the event kind they are chosen by as a
+# module constant (in Python 3.11 ``EventKind.CALL`` runs a descriptor).
+_CALL_PAYLOAD: Final = Payload(CALL_FIELDS)
+_LOGIN_PAYLOAD: Final = Payload(AGENT_LOGIN_FIELDS)
+_STATE_PAYLOAD: Final = Payload(AGENT_STATE_FIELDS)
+_CALL: Final = EventKind.CALL
+
 
 def query_value(value: Any) -> str:
     """A payload value as it goes into the query string (before percent-encoding)."""
@@ -304,17 +314,24 @@ class RequestTemplate:
         headers; raises :class:`~stream_wfm.delivery.exceptions.UnformattableEventError`
         when a value cannot be encoded."""
         data = event.data
-        fields = payload_fields(event)
-        headers = (*self.headers, (EVENT_ID_HEADER, event.event_id))
+        # A concatenation: ~0.35k instructions fewer than unpacking into a new tuple.
+        headers = self.headers + ((EVENT_ID_HEADER, event.event_id),)  # noqa: RUF005
         if trace is not None:
             headers += trace[: self.trace_limit]
         try:
             if self.as_json:
-                body = orjson.dumps({name: data[name] for name in fields if name in data})
+                # payload_fields(event), inline (once per event).
+                if event.kind is _CALL:
+                    payload = _CALL_PAYLOAD
+                elif event.event_type == LOGIN or event.event_type == LOGOUT:
+                    payload = _LOGIN_PAYLOAD
+                else:
+                    payload = _STATE_PAYLOAD
+                body = orjson.dumps(payload.of(data))
                 return self.make_request(
                     "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
                 )
-            query = "&".join(self._pairs(data, fields))
+            query = "&".join(self._pairs(data, payload_fields(event)))
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
         # The payload is never empty: account_id and event_type are in every list.

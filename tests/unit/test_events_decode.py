@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,27 @@ def test_event_id_or_fallback(event_id: Any, expected: str) -> None:
     # The pipeline passes the record's coordinates; the same id results.
     coordinates = ("wfm.agent-events", 3, 1042)
     assert decode_event(raw, EventKind.AGENT, coordinates).event_id == expected
+
+
+#: What a usable event id is, as a regular expression (docs/contract.md §2): the
+#: decoder checks it with string methods instead, which must agree.
+USABLE_EVENT_ID = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.text(st.characters(max_codepoint=0x7F), max_size=210),
+        st.text(st.sampled_from(" a~\x7f\t"), max_size=8),
+        st.integers(190, 210).map(lambda n: "e" * n),
+    )
+)
+def test_an_event_id_is_used_exactly_when_the_regular_expression_matches_it(
+    event_id: str,
+) -> None:
+    raw = dumps({"account_id": "1", "event_type": "LOGIN", "agent_id": "a", "event_id": event_id})
+    expected = event_id if USABLE_EVENT_ID.fullmatch(event_id) else FALLBACK
+    assert decode_event(raw, EventKind.AGENT, FALLBACK).event_id == expected
 
 
 def test_missing_event_id_uses_fallback() -> None:
