@@ -1,7 +1,8 @@
 """CPU per event of the pipeline alone: no Kafka, no HTTP.
 
 Feeds real confluent-kafka ``Message`` objects (the bench's ~430-byte agent-state
-events) in batches of 1,000 to the real :class:`~stream_wfm.pipeline.pipeline.Pipeline`
+events of 6 partitions) in batches of 1,000, each in runs of one partition as
+``consume()`` returns them, to the real :class:`~stream_wfm.pipeline.pipeline.Pipeline`
 and :class:`~stream_wfm.pipeline.lanes.Dispatcher`, with a transport that answers 200
 after one loop turn, and reports the loop thread's CPU per event. GC is tuned as
 ``stream-wfm run`` tunes it (``stream_wfm.ops.runtime``). Stable enough for A/B
@@ -10,6 +11,10 @@ comparisons on a busy 2-core machine, where ``stream-wfm bench`` moves by ±15 %
     python benchmarks/pipeline_cpu.py                          # 100,000 delivered events
     python benchmarks/pipeline_cpu.py --selected-fraction 0 --events 300000   # filtered
     python benchmarks/pipeline_cpu.py --profile                # cProfile, top 25
+    python benchmarks/pipeline_cpu.py --setup-only             # builds the messages, no run
+
+``--setup-only`` is for instruction counts: callgrind's count of the pipeline alone is a
+full run's minus a set-up-only run's of the same events.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ def _thread_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(events: int, fraction: float, fmt: str, profile: bool) -> dict[str, Any]:
+async def measure(
+    events: int, fraction: float, fmt: str, profile: bool, setup_only: bool = False
+) -> dict[str, Any] | None:
     entry = Entry.compile(
         validate_config(integration(ACCOUNT_ID, "http://127.0.0.1:9/agent", fmt == "json"))
     )
@@ -81,9 +88,15 @@ async def measure(events: int, fraction: float, fmt: str, profile: bool) -> dict
         )
         for n in range(events)
     ]
-    batches = [messages[i : i + 1000] for i in range(0, events, 1000)]
+    # Each batch in runs of one partition, as consume() hands them over.
+    batches = [
+        sorted(messages[i : i + 1000], key=Message.partition)  # type: ignore[arg-type]
+        for i in range(0, events, 1000)
+    ]
     del messages
     tune_gc()
+    if setup_only:
+        return None
 
     def dispatcher(on_outcome: Any) -> Dispatcher:
         return Dispatcher(
@@ -131,9 +144,12 @@ def main() -> None:
     parser.add_argument("--selected-fraction", type=float, default=1.0)
     parser.add_argument("--format", choices=("json", "urlencoded"), default="json")
     parser.add_argument("--profile", action="store_true", help="cProfile (inflates the CPU)")
+    parser.add_argument("--setup-only", action="store_true", help="build the messages, no run")
     args = parser.parse_args()
-    coro = measure(args.events, args.selected_fraction, args.format, args.profile)
+    coro = measure(args.events, args.selected_fraction, args.format, args.profile, args.setup_only)
     result = run_on_loop(coro)
+    if result is None:
+        return
     print(
         f"{result['format']}, selected fraction {result['selected_fraction']:g}: "
         f"{result['cpu_us_per_event']:.2f} us CPU per event, "

@@ -231,10 +231,19 @@ def parse_event(value: bytes | None, kind: EventKind) -> dict[str, Any]:
         raise InvalidEventError(f"not valid JSON (error at position {exc.pos})") from None
     if type(data) is not dict:
         raise InvalidEventError("not a JSON object")
-    for name in _AGENT_REQUIRED if kind is _AGENT else _CALL_REQUIRED:
-        field = data.get(name)
-        if type(field) is not str or not field:
-            raise _invalid_field(data, name)
+    # The three checks unrolled, the loop only to tell which failed (once per event: -0.46k
+    # of 23.2k instructions per filtered event in the pipeline).
+    account_id = data.get(KEY_ACCOUNT_ID)
+    event_type = data.get(KEY_EVENT_TYPE)
+    key = data.get(_KEY_AGENT_ID if kind is _AGENT else _KEY_CALL_ID)
+    if not (
+        type(account_id) is str and type(event_type) is str and type(key) is str
+        and account_id and event_type and key
+    ):  # fmt: skip
+        for name in _AGENT_REQUIRED if kind is _AGENT else _CALL_REQUIRED:
+            field = data.get(name)
+            if type(field) is not str or not field:
+                raise _invalid_field(data, name)
     return data
 
 

@@ -75,56 +75,100 @@ class Intake:
         self._filtered_counts: dict[str, int] = {}  # this batch's, flushed by on_batch
 
     def on_batch(self, messages: list[Message]) -> None:
+        # A batch from consume() comes in runs of one partition: the partition's tracker,
+        # kind and counts are looked up once per run, and a run's filtered offsets are
+        # recorded once (PartitionTracker.skip_through): 26.1k -> 23.2k instructions per
+        # filtered event (callgrind, docs/performance.md).
         trackers = self._trackers
         kinds = self._topic_kinds
         waiting = self._gate.waiting
         get_entry = self._store.get
         submit = self._submitter.submit
         backpressure = self._backpressure
-        filtered = self._filtered_counts
         counts: dict[str, int] = {}
+        filtered = self._filtered_counts
+        reason_run: str | None = None  # the filter reason of the last filtered records
+        reason_n = 0  # how many in a row, not yet in ``filtered``
+        run_topic = ""
+        run_partition = -1
+        tracker: PartitionTracker | None = None
+        kind: EventKind | None = None
+        seen = floor = -1  # the run's next_offset (-1: None) when it began, and now
+        consumed = 0  # the run's records counted as consumed
         for msg in messages:
             if msg.error() is not None:
                 log.warning("consume error", extra={"error": str(msg.error())})
                 continue
             # A message without error always has topic, partition and offset.
+            partition: int = msg.partition()  # type: ignore[assignment]
             topic: str = msg.topic()  # type: ignore[assignment]
-            tp = (topic, msg.partition())
-            tracker = trackers.get(tp)  # type: ignore[arg-type]
-            if tracker is None or tp in waiting:
-                continue  # revoked, or a retry partition waiting to be due
+            if partition != run_partition or topic != run_topic:
+                if tracker is not None:
+                    if floor != seen:
+                        tracker.skip_through(floor - 1)
+                    counts[run_topic] = counts.get(run_topic, 0) + consumed
+                run_topic, run_partition, consumed = topic, partition, 0
+                kind = kinds.get(topic)
+                tracker = trackers.get((topic, partition))
+                if tracker is not None:
+                    next_offset = tracker.next_offset
+                    seen = floor = -1 if next_offset is None else next_offset
+            if tracker is None:
+                continue  # revoked
             offset: int = msg.offset()  # type: ignore[assignment]
-            if tracker.next_offset is not None and offset < tracker.next_offset:
-                continue  # fetched again after a seek: already in progress
-            counts[topic] = counts.get(topic, 0) + 1
-            kind = kinds.get(topic)
             if kind is None:
+                # A retry-topic record. Only retry partitions wait, and the gate may start
+                # waiting on this one at any record.
+                if (topic, partition) in waiting:
+                    continue  # a retry partition waiting to be due
+                if tracker.next_offset is not None and offset < tracker.next_offset:
+                    continue  # fetched again after a seek: already in progress
+                consumed += 1
                 self._gate.offer(msg, tracker, offset)
                 continue
+            if offset < floor:
+                continue  # fetched again after a seek: already in progress
+            consumed += 1
             # An input record, inline (once per event): decode, join, filter, submit.
             try:
                 data = parse_event(msg.value(), kind)
             except InvalidEventError as exc:
+                floor = offset + 1
                 self._invalid_event(msg, tracker, offset, kind, exc)
                 continue
             entry = get_entry(data[KEY_ACCOUNT_ID])
             reason = decide_fields(kind, data, entry)
             if reason is not None:
+                if reason is reason_run:
+                    # Filtered out: finished at once (the run's offsets recorded at its
+                    # end) and counted per batch; no event, work object, source copy or
+                    # pending count is made for it.
+                    reason_n += 1
+                    floor = offset + 1
+                    continue
+                floor = offset + 1
                 if reason == ENDPOINT_DISABLED:
                     self._endpoint_disabled(msg, tracker, offset, kind, data)
                     continue
-                # Filtered out: finished at once and counted per batch; no event, work
-                # object, source copy or pending count is made for it.
-                filtered[reason] = filtered.get(reason, 0) + 1
-                tracker.skip(offset)
+                if reason_run is not None:
+                    filtered[reason_run] = filtered.get(reason_run, 0) + reason_n
+                reason_run, reason_n = reason, 1
                 continue
             assert entry is not None
+            floor = offset + 1
             tracker.add(offset)
             backpressure.pending += 1
-            event = complete_event(data, kind, (topic, tracker.partition, offset))
+            event = complete_event(data, kind, (topic, partition, offset))
             submit(Work(tracker, offset, msg, kind, event, 0), entry, 1)
+        if tracker is not None:
+            if floor != seen:
+                tracker.skip_through(floor - 1)
+            counts[run_topic] = counts.get(run_topic, 0) + consumed
+        if reason_run is not None:
+            filtered[reason_run] = filtered.get(reason_run, 0) + reason_n
         for topic, n in counts.items():
-            self._consumed[topic].inc(n)
+            if n:
+                self._consumed[topic].inc(n)
         self._flush_filtered()
         backpressure.check_high()
 

@@ -6,8 +6,8 @@ unfinished offset; only that is ever committed, so a crash re-delivers every
 event that had not finished (at-least-once).
 
 Cost per event: for an event in progress, one deque append and, when it
-finishes out of order, one set insertion; a filtered event only moves
-``next_offset``. No object per event.
+finishes out of order, one set insertion; a batch's run of filtered events
+only moves ``next_offset``, once. No object per event.
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ class PartitionTracker:
         self._pending.append(offset)
         self.next_offset = offset + 1
 
-    def skip(self, offset: int) -> None:
-        """Record that ``offset`` was consumed and finished at once (filtered out). Only
-        unfinished offsets are kept: the lowest of them is what :meth:`committable` reads,
-        and a finished offset never is."""
-        self.next_offset = offset + 1
+    def skip_through(self, offset: int) -> None:
+        """Record that every offset up to ``offset`` that was consumed and not :meth:`add`-ed
+        finished at once (filtered out): one call for a batch's run of filtered offsets,
+        the run's added offsets among them. Only unfinished offsets are kept: the lowest
+        of them is what :meth:`committable` reads, and a finished offset never is.
+        ``next_offset`` never moves back."""
+        if self.next_offset is None or offset >= self.next_offset:
+            self.next_offset = offset + 1
 
     def done(self, offset: int) -> None:
         """Record that ``offset`` is finished (delivered, filtered, retried or dead-lettered)."""

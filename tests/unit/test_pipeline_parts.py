@@ -206,6 +206,42 @@ def test_records_of_revoked_waiting_or_already_seen_partitions_are_skipped() -> 
     assert rig.gate.offered == []
 
 
+def test_runs_of_partitions_mixing_filtered_selected_and_invalid_records() -> None:
+    # intake reads a partition's tracker once per run and records a run's filtered offsets
+    # once, at its end: the outcome is the same as record by record.
+    rig = IntakeRig()
+    rig.trackers[(AGENT, 1)] = PartitionTracker(AGENT, 1)
+    logout = {**login(), "event_type": "LOGOUT"}
+    rig.intake.on_batch(
+        [
+            message(AGENT, 0, logout),
+            message(AGENT, 1, login()),  # selected: in progress
+            message(AGENT, 2, logout),
+            message(AGENT, 3, login(account="9")),  # another reason
+            message(AGENT, 0, logout, partition=1),
+            message(AGENT, 1, b"not json", partition=1),  # dead-lettered: in progress
+            message(AGENT, 2, logout, partition=1),
+            message(AGENT, 3, logout, partition=1),
+            message(AGENT, 4, logout),  # partition 0 again
+            message(AGENT, 2, login()),  # fetched again after a seek: dropped
+            message(RETRY, 8, b"whatever"),
+        ]
+    )
+    assert [work.offset for work, _ in rig.submitter.submitted] == [1]
+    assert [work.offset for work, _ in rig.settler.settled] == [1]
+    assert rig.gate.offered == [8]
+    p0, p1 = rig.trackers[(AGENT, 0)], rig.trackers[(AGENT, 1)]
+    assert (p0.committable(), p0.next_offset, p0.in_flight) == (1, 5, 1)
+    assert (p1.committable(), p1.next_offset, p1.in_flight) == (1, 4, 1)
+    p0.done(1)
+    p1.done(1)
+    assert (p0.committable(), p1.committable()) == (5, 4)
+    assert rig.metric("stream_wfm_events_consumed_total", topic=AGENT) == 9
+    assert rig.metric("stream_wfm_events_consumed_total", topic=RETRY) == 1
+    assert rig.metric("stream_wfm_events_filtered_total", reason="logout_not_selected") == 6
+    assert rig.metric("stream_wfm_events_filtered_total", reason="no_integration") == 1
+
+
 def test_retry_topic_records_go_to_the_gate() -> None:
     rig = IntakeRig()
     rig.intake.on_batch([message(RETRY, 8, b"whatever")])
