@@ -9,7 +9,7 @@ update is a new entry), so a template never goes stale.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from stream_wfm.delivery.request import RequestTemplate, compile_template
 from stream_wfm.events import EventKind
@@ -19,6 +19,8 @@ from stream_wfm.integrations.store import Entry
 __all__ = ["TemplatedEntry"]
 
 _UNCOMPILED: Any = object()
+# A module constant: ``EventKind.AGENT`` runs a descriptor in Python 3.11 (once per event).
+_AGENT: Final = EventKind.AGENT
 
 
 class TemplatedEntry(Entry):
@@ -33,7 +35,7 @@ class TemplatedEntry(Entry):
         self._call: RequestTemplate | None = _UNCOMPILED
 
     def template(self, kind: EventKind) -> RequestTemplate | None:
-        if kind is EventKind.AGENT:
+        if kind is _AGENT:
             template = self._agent
             if template is _UNCOMPILED:
                 template = self._agent = compile_template(self.config, kind)
