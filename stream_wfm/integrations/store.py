@@ -131,6 +131,9 @@ class ConfigStore(Generic[E]):
         self._consumer_config = consumer_config
         self._entry_type = entry_type
         self._entries: dict[str, E] = {}
+        #: The account's entry, or None: the entries' own ``dict.get`` (a C call), as the
+        #: pipeline asks once per event; a method wrapping it cost ~0.8k instructions more.
+        self.get: Callable[[str], E | None] = self._entries.get
         self._on_invalid = on_invalid
         self._on_change = on_change
         self._ready = threading.Event()
@@ -141,9 +144,6 @@ class ConfigStore(Generic[E]):
         self.last_error: str | None = None
 
     # --- reading -------------------------------------------------------------
-    def get(self, account_id: str) -> E | None:
-        return self._entries.get(account_id)
-
     def accounts(self) -> dict[str, E]:
         """A snapshot of every account's entry."""
         return dict(self._entries)
