@@ -463,10 +463,13 @@ def test_urlencoded_query_is_urlencode_whatever_came_before(
 
 
 def test_urlencoded_query_of_many_shapes_stays_urlencode() -> None:
-    """More event shapes than the shape cache holds: it is emptied, the queries stay."""
+    """More event shapes than the shape caches hold (keys of their own, and fields present
+    or not, by the bits of ``n``): they are emptied, the queries stay urlencode's."""
     compiled = template()
-    for n in range(2 * 1024 + 3):
+    optional = AGENT_STATE_FIELDS[:12]
+    for n in range(3 * 1024 + 3):
         data = {f"x{n}": 1, "account_id": "1", "event_type": "AVAILABLE", "agent_id": f"a {n}"}
+        data.update({name: f"{name}:{n}" for bit, name in enumerate(optional) if n >> bit & 1})
         assert (
             compiled.build(make_event(data)).url
             == f"{AGENT_URL}?{_urlencoded(AGENT_STATE_FIELDS, data)}"
