@@ -130,18 +130,9 @@ def _request_line(method: str, url: str, host_header: str) -> bytes:
 
 
 def _new_post_line(url: str, host_header: str, lines: RequestLines) -> bytes:
-    """The line of a ``POST`` to ``url`` that ``lines`` does not hold by identity. When
-    its start and end are cached by what comes before the ``?`` and its query is ASCII (a
-    URL-encoded request), those around the query's bytes: ~5k instructions fewer than
-    making it. Else made and cached, by ``url`` and, with an ASCII ``url``, by what comes
-    before its ``?``."""
-    at = url.find("?")
-    if at >= 0:
-        known = lines.get(url[:at])
-        if known is not None:
-            query = url[at:]
-            if query.isascii():
-                return b"".join((known[1], query.encode(), known[2]))
+    """The line of a ``POST`` to ``url``, made and cached: by ``url`` and, when ``url`` is
+    ASCII with a query, its start and end by what comes before the ``?`` (for the next
+    URLs of its template, see :func:`encode_request`)."""
     line = _request_line("POST", url, host_header)
     if len(lines) >= REQUEST_LINE_CACHE_SIZE - 1:
         lines.clear()
@@ -149,6 +140,7 @@ def _new_post_line(url: str, host_header: str, lines: RequestLines) -> bytes:
     # An ASCII URL with the scheme's "://" before its first "?": its request target is
     # the part before the "?" made a target (unquoted, as ASCII), then the query as it is,
     # which any other ASCII query after the same part would be too.
+    at = url.find("?")
     if at >= 0 and url.isascii() and "://" in url[:at]:
         before = url[:at]
         start = len(line) - len(url) + at - len(host_header) - len(" HTTP/1.1\r\nHost: \r\n")
@@ -194,12 +186,21 @@ def encode_request(
     method = request.method
     url = request.url
     cached = None if lines is None or method != "POST" else lines.get(id(url))
+    body = request.body
+    length = _CONTENT_LENGTHS.get(len(body)) or _content_length(len(body))
     if cached is not None and cached[0] is url:
         line = cached[1]
     elif lines is not None and method == "POST":
+        # Not a URL seen before: a URL-encoded request's, most likely. With the start and
+        # end of its line cached by what comes before the "?" and an ASCII query, those
+        # around the query's bytes (~6k instructions fewer than making the line).
+        at = url.find("?")
+        known = lines.get(url[:at]) if at >= 0 else None
+        if known is not None:
+            query = url[at:]
+            if query.isascii():
+                return b"".join((known[1], query.encode(), known[2], block, rest, length, body))
         line = _new_post_line(url, host_header, lines)
     else:
         line = _request_line(method, url, host_header)
-    body = request.body
-    length = _CONTENT_LENGTHS.get(len(body)) or _content_length(len(body))
     return b"".join((line, block, rest, length, body))
