@@ -272,7 +272,7 @@ class HostPool:
         self.name = ascii_host(host)  # for DNS and SNI; a ValueError when it has none
         self.port = port
         self.host_header = host_header(scheme, host, port)
-        self.lines: RequestLines = {}  # request lines by URL (h1_wire.encode_request)
+        self.lines: RequestLines = {}  # request lines (h1_wire.encode_request)
         self.addresses: tuple[str, ...] = ()  # where connections go, in order
         self.expires = 0.0  # when the name must be resolved (and checked) again
         self.refusal: str | None = None

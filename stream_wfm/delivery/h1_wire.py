@@ -103,12 +103,16 @@ class HeaderBlocks(dict[tuple[tuple[str, str], ...], bytes]):
             self.size += len(block)
 
 
-#: Request lines (with ``Host``) kept per destination, by URL, up to this many. The
-#: key is the URL string's identity (the one kept with it): a template sends every JSON
-#: request with its own URL string, and no hashing is needed. A URL-encoded request's URL
-#: carries its payload, a new string each time: those never repeat.
-REQUEST_LINE_CACHE_SIZE: Final = 64
-RequestLines = dict[int, tuple[str, bytes]]
+#: Request lines (with ``Host``) kept per destination, up to this many entries. By URL:
+#: the key is the URL string's identity (the one kept with it), as a template sends every
+#: JSON request with its own URL string, and no hashing is needed. And by what comes
+#: before the URL's ``?``: a URL-encoded request's URL is its template's URL and a query
+#: that carries the payload, a new string each time, never repeated. Its line is the
+#: cached start (``POST`` and the path) and end (``HTTP/1.1`` and ``Host``) around the
+#: query's bytes, and is not kept (it would only push out the lines that repeat). Two
+#: entries per template with a query: twice the 64 templates per destination of before.
+REQUEST_LINE_CACHE_SIZE: Final = 128
+RequestLines = dict[int | str, tuple[str, bytes, bytes]]
 #: The ``Content-Length`` line and the blank line after it, by body length (bounded).
 _CONTENT_LENGTHS: dict[int, bytes] = {}
 _CONTENT_LENGTH_CACHE_SIZE: Final = 4096
@@ -123,6 +127,25 @@ def _request_line(method: str, url: str, host_header: str) -> bytes:
         return line.encode("latin-1")
     except UnicodeEncodeError:
         raise UnencodableRequestError("the host is not Latin-1 text") from None
+
+
+def _new_post_line(url: str, host_header: str, lines: RequestLines) -> bytes:
+    """The line of a ``POST`` to ``url``, made and cached: by ``url`` and, when ``url`` is
+    ASCII with a query, its start and end by what comes before the ``?`` (for the next
+    URLs of its template, see :func:`encode_request`)."""
+    line = _request_line("POST", url, host_header)
+    if len(lines) >= REQUEST_LINE_CACHE_SIZE - 1:
+        lines.clear()
+    lines[id(url)] = (url, line, b"")
+    # An ASCII URL with the scheme's "://" before its first "?": its request target is
+    # the part before the "?" made a target (unquoted, as ASCII), then the query as it is,
+    # which any other ASCII query after the same part would be too.
+    at = url.find("?")
+    if at >= 0 and url.isascii() and "://" in url[:at]:
+        before = url[:at]
+        start = len(line) - len(url) + at - len(host_header) - len(" HTTP/1.1\r\nHost: \r\n")
+        lines[before] = (before, line[:start], line[start + len(url) - at :])
+    return line
 
 
 def _content_length(size: int) -> bytes:
@@ -145,7 +168,8 @@ def encode_request(
     to be written), ``Content-Length``, the body. ``blocks`` caches the encoding of all
     headers but the last of :attr:`~WebhookRequest.headers` (but the last that are not
     the trace context); ``lines`` caches the request lines of ``POST`` requests to
-    ``host_header``'s destination by URL (at most :data:`REQUEST_LINE_CACHE_SIZE`)."""
+    ``host_header``'s destination by URL, and their start and end by what comes before
+    the query (at most :data:`REQUEST_LINE_CACHE_SIZE` entries)."""
     headers = request.headers
     split = len(headers) - 1
     while split > 0 and headers[split][0] in _AFTER_EVENT_ID:
@@ -162,14 +186,21 @@ def encode_request(
     method = request.method
     url = request.url
     cached = None if lines is None or method != "POST" else lines.get(id(url))
-    if cached is not None and cached[0] is url:
-        line = cached[1]
-    else:
-        line = _request_line(method, url, host_header)
-        if lines is not None and method == "POST":
-            if len(lines) >= REQUEST_LINE_CACHE_SIZE:
-                lines.clear()
-            lines[id(url)] = (url, line)
     body = request.body
     length = _CONTENT_LENGTHS.get(len(body)) or _content_length(len(body))
+    if cached is not None and cached[0] is url:
+        line = cached[1]
+    elif lines is not None and method == "POST":
+        # Not a URL seen before: a URL-encoded request's, most likely. With the start and
+        # end of its line cached by what comes before the "?" and an ASCII query, those
+        # around the query's bytes (~6k instructions fewer than making the line).
+        at = url.find("?")
+        known = lines.get(url[:at]) if at >= 0 else None
+        if known is not None:
+            query = url[at:]
+            if query.isascii():
+                return b"".join((known[1], query.encode(), known[2], block, rest, length, body))
+        line = _new_post_line(url, host_header, lines)
+    else:
+        line = _request_line(method, url, host_header)
     return b"".join((line, block, rest, length, body))

@@ -350,6 +350,59 @@ def test_cached_request_lines_never_mix_requests() -> None:
             assert len(lines) <= REQUEST_LINE_CACHE_SIZE
 
 
+# URLs of a few templates' kinds: with a path or none, with a configured query or none,
+# non-ASCII or not; each gets a query after it, as URL-encoded payloads do.
+_TEMPLATE_URLS = [
+    "http://h:1/hook?",
+    "http://h:1/hook?a=1&",
+    "http://h:1?",
+    "http://h:1/caf\u00e9?",
+    "http://[::1]:8080/a/b?",
+    "https://b\u00fccher.example/x?",
+    "h?next=http://a/b?",  # not one, but its target is not made of what precedes "?"
+]
+_QUERY_TEXT = st.text(_QUERY_CHARS + " \u00e9\u20ac", max_size=30)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(_TEMPLATE_URLS), _QUERY_TEXT, st.booleans()), max_size=40)
+)
+@example([("http://h:1/hook?", "a=1", False), ("http://h:1/hook?", "a=\u00e9", False)])
+def test_request_lines_of_one_off_urls_are_as_without_a_cache(
+    sends: list[tuple[str, str, bool]],
+) -> None:
+    """URLs that carry their payload, new strings each time (and some the same string
+    again): with a destination's cache of request lines, each request's bytes are those
+    without one, whatever came before, and the cache stays bounded."""
+    from stream_wfm.delivery.h1_wire import REQUEST_LINE_CACHE_SIZE, RequestLines
+
+    lines: RequestLines = {}
+    blocks = HeaderBlocks()
+    previous = "http://h:1/hook"
+    for base, query, again in sends:
+        url = previous if again else "".join((base, query))
+        request = _request(url, (("X-WFM-Event-Id", "e-1"),))
+        assert encode_request(request, "h:1", blocks, lines) == encode_request(request, "h:1")
+        assert len(lines) <= REQUEST_LINE_CACHE_SIZE
+        previous = url
+
+
+def test_one_off_urls_of_many_templates_keep_the_cache_bounded() -> None:
+    """More templates than the cache holds, each sending new URLs (some non-ASCII, whose
+    lines are cached by URL only): lines as without a cache, at most
+    REQUEST_LINE_CACHE_SIZE entries."""
+    from stream_wfm.delivery.h1_wire import REQUEST_LINE_CACHE_SIZE, RequestLines
+
+    lines: RequestLines = {}
+    blocks = HeaderBlocks()
+    for n in range(3 * REQUEST_LINE_CACHE_SIZE):
+        path = f"t{n % (REQUEST_LINE_CACHE_SIZE + 5)}" + ("\u00e9" if n % 3 == 0 else "")
+        url = f"http://h:1/{path}?a={n}"
+        request = _request(url, (("X-WFM-Event-Id", "e-1"),))
+        assert encode_request(request, "h:1", blocks, lines) == encode_request(request, "h:1")
+        assert len(lines) <= REQUEST_LINE_CACHE_SIZE
+
+
 def test_the_header_block_of_a_traced_request_is_cached_without_its_event_id() -> None:
     """The trace context comes after ``X-WFM-Event-Id``: the cached block ends before the
     event id, so that it repeats across events; the rest is still checked."""

@@ -422,6 +422,67 @@ def test_json_bodies_of_one_template_follow_each_event_whatever_came_before(
         assert decoded == expected
 
 
+# Text that exercises every branch of the query's fast way and its way back to the
+# per-field one: what quote_plus keeps, space, "+", "%" and what it quotes, "&" and "="
+# (which send an event the per-field way), non-ASCII, and digits alone.
+query_values = (
+    st.text(st.sampled_from("aZ09_.-~ +%:@/?#\x00\x7f"), max_size=20)  # the fast way
+    | st.text(st.sampled_from("aZ09 +%&="), max_size=10)  # the per-field way...
+    | st.text(st.sampled_from("aZ09 +%\u00e9\u260e\U0001f600"), max_size=10)  # ... too
+    | json_values
+)
+
+
+def _urlencoded(fields: tuple[str, ...], data: dict[str, Any]) -> str:
+    """The query as urllib makes it, for ``data``'s values of ``fields``."""
+    return urlencode([(name, query_value(value)) for name, value in _payload(fields, data).items()])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),  # a login event (its own field list) or a state change
+            st.dictionaries(st.sampled_from((*AGENT_STATE_FIELDS, "other")), query_values),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_urlencoded_query_is_urlencode_whatever_came_before(
+    events: list[tuple[bool, dict[str, Any]]],
+) -> None:
+    """One template, events of changing values and shapes (fields present or not, the
+    login field list or the state one for the same keys): each query is urlencode's of
+    the event's values, whether it went the fast way or the per-field one."""
+    compiled = template()
+    for login, values in [*events, *events]:
+        data = {**values, "account_id": "1", "event_type": "LOGIN" if login else "AVAILABLE"}
+        fields = AGENT_LOGIN_FIELDS if login else AGENT_STATE_FIELDS
+        url = compiled.build(make_event(data)).url
+        assert url == f"{AGENT_URL}?{_urlencoded(fields, data)}"
+
+
+def test_urlencoded_query_of_many_shapes_stays_urlencode() -> None:
+    """More event shapes than the shape caches hold (keys of their own, and fields present
+    or not, by the bits of ``n``): they are emptied, the queries stay urlencode's."""
+    compiled = template()
+    optional = AGENT_STATE_FIELDS[:12]
+    for n in range(3 * 1024 + 3):
+        data = {f"x{n}": 1, "account_id": "1", "event_type": "AVAILABLE", "agent_id": f"a {n}"}
+        data.update({name: f"{name}:{n}" for bit, name in enumerate(optional) if n >> bit & 1})
+        assert (
+            compiled.build(make_event(data)).url
+            == f"{AGENT_URL}?{_urlencoded(AGENT_STATE_FIELDS, data)}"
+        )
+
+
+def test_urlencoded_query_of_an_event_with_many_keys() -> None:
+    """An event with more keys than a shape is kept for: the per-field way, same query."""
+    data = {**{f"x{n}": n for n in range(100)}, "account_id": "1", "event_type": "A B"}
+    url = template().build(make_event(data)).url
+    assert url == f"{AGENT_URL}?{_urlencoded(AGENT_STATE_FIELDS, data)}"
+
+
 @given(st.lists(st.tuples(st.text(max_size=10), st.text(max_size=150)), max_size=8))
 def test_form_encode_is_urlencode(pairs: list[tuple[str, str]]) -> None:
     assert form_encode(pairs) == urlencode(pairs)
