@@ -10,11 +10,11 @@ event has, with the event's values.
 
 * JSON (``send_body_as_json``): ``POST``, body = the payload as a JSON object.
 * URL-encoded (default): ``POST`` with an empty body; the payload is
-  form-encoded exactly as ``urllib.parse.urlencode`` does (faster equivalents,
-  :func:`form_encode` and the template's own, tested against it) and appended to
-  the configured URL's query with ``&`` (or after ``?`` when it has none). Values: null → the
-  empty string, strings as they are, booleans ``true``/``false``, numbers as
-  Python prints them, objects and arrays as compact JSON.
+  form-encoded exactly as ``urllib.parse.urlencode`` does
+  (:mod:`stream_wfm.delivery.form`) and appended to the configured URL's query with
+  ``&`` (or after ``?`` when it has none).
+
+Both take the event's fields from its :class:`~stream_wfm.delivery.payload.Plan`.
 
 Headers, in order: the configured headers, ``User-Agent`` (unless configured),
 ``Content-Type: application/json`` for JSON (unless configured), then
@@ -37,14 +37,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any, ClassVar, Final
-from urllib.parse import quote_plus, urlsplit
+from typing import ClassVar, Final
+from urllib.parse import urlsplit
 
 import orjson
 
 from stream_wfm import __version__
 from stream_wfm.delivery.exceptions import UnformattableEventError
+from stream_wfm.delivery.form import form_query
 from stream_wfm.delivery.payload import Payload
 from stream_wfm.events import (
     AGENT_LOGIN_FIELDS,
@@ -54,7 +54,6 @@ from stream_wfm.events import (
     LOGOUT,
     Event,
     EventKind,
-    payload_fields,
 )
 from stream_wfm.integrations.model import IntegrationConfig
 
@@ -67,10 +66,7 @@ __all__ = [
     "TraceContext",
     "WebhookRequest",
     "compile_template",
-    "form_encode",
-    "form_quote",
     "host_key_of",
-    "query_value",
     "redacted_url",
     "trace_context",
 ]
@@ -155,129 +151,12 @@ def host_key_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-# urlencode() quotes with quote_plus(safe=""): these characters stay, a space
-# becomes "+", every other byte of the UTF-8 encoding becomes %XX. A regex
-# finds the (many) values that need nothing; for ASCII text one str.translate
-# does the rest; quoted values are cached, since dates, user names and queue
-# names repeat across events.
-_NEEDS_QUOTING: Final = re.compile(r"[^A-Za-z0-9_.\-~]").search
-_ASCII_QUOTES: Final = {
-    code: ("+" if code == 0x20 else f"%{code:02X}")
-    for code in range(128)
-    if _NEEDS_QUOTING(chr(code)) is not None
-}
-# For str.translate: every ASCII code, the safe ones mapped to themselves. A code the
-# table lacks costs translate a KeyError raised and cleared inside, for each such
-# character after the first one quoted: ~9k instructions for a date-time, ~5.5k without.
-_ASCII_TABLE: Final = {code: _ASCII_QUOTES.get(code, code) for code in range(128)}
-_QUOTE_CACHE: dict[str, str] = {}
-_QUOTE_CACHE_SIZE: Final = 4096
-_QUOTE_CACHE_MAX_LENGTH: Final = 128
-
-
-def form_quote(text: str) -> str:
-    """``urllib.parse.quote_plus(text, safe="")``, faster."""
-    if _NEEDS_QUOTING(text) is None:
-        return text
-    quoted = _QUOTE_CACHE.get(text)
-    if quoted is None:
-        quoted = text.translate(_ASCII_TABLE) if text.isascii() else quote_plus(text, safe="")
-        if len(text) <= _QUOTE_CACHE_MAX_LENGTH:
-            if len(_QUOTE_CACHE) >= _QUOTE_CACHE_SIZE:
-                _QUOTE_CACHE.clear()
-            _QUOTE_CACHE[text] = quoted
-    return quoted
-
-
-def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
-    """``urllib.parse.urlencode(pairs)`` for ``str`` names and values."""
-    return "&".join([f"{form_quote(name)}={form_quote(value)}" for name, value in pairs])
-
-
-#: ``name=`` as it starts each pair of the query, for every payload field name.
-_PAIR_PREFIXES: Final = {
-    name: form_quote(name) + "="
-    for name in (*AGENT_LOGIN_FIELDS, *AGENT_STATE_FIELDS, *CALL_FIELDS)
-}
-_MISSING: Final = object()
-#: The payload field names that need no quoting (all of them): a shape's parts hold none
-#: of the characters its values' quoting replaces.
-_PLAIN_NAMES: Final = frozenset(name for name in _PAIR_PREFIXES if _NEEDS_QUOTING(name) is None)
-
-# The payload of each field list (JSON bodies), and the event kind they are chosen by as a
-# module constant (in Python 3.11 ``EventKind.CALL`` runs a descriptor).
+# The payload of each field list, and the event kind they are chosen by as a module
+# constant (in Python 3.11 ``EventKind.CALL`` runs a descriptor).
 _CALL_PAYLOAD: Final = Payload(CALL_FIELDS)
 _LOGIN_PAYLOAD: Final = Payload(AGENT_LOGIN_FIELDS)
 _STATE_PAYLOAD: Final = Payload(AGENT_STATE_FIELDS)
 _CALL: Final = EventKind.CALL
-
-
-def query_value(value: Any) -> str:
-    """A payload value as it goes into the query string (before percent-encoding)."""
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[no-any-return]
-    if value is None:
-        return ""
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is float:
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
-# The query of an event whose values are all ASCII strings, in a few C calls per event
-# rather than a few per field (docs/performance.md, 2026-12-07 second round). A shape,
-# per field list and the event's keys in their order: an itemgetter for the fields the
-# event has, and the query's parts, ``name=`` (after ``&``) with a place for each value.
-# A copy of the parts gets the values by one slice assignment and is joined (~4k
-# instructions for 14 values; % formatting, ~7k). The values go in raw, then each
-# character that needs quoting is replaced across the whole query (one str.replace per
-# distinct character, ~1.4k each): the names and the ``=`` and ``&`` between them hold
-# none of those, so that is quote_plus of each value (``%`` first, as the others bring
-# some, and space last, after ``+``). A value with ``&`` or ``=``, non-ASCII text or a
-# value that is not a string takes the per-field way (:meth:`RequestTemplate._pairs`),
-# as does an event of a shape the fast way does not fit (its shape has no itemgetter).
-_Getter = Callable[[dict[str, Any]], tuple[str, ...]]
-_Shape = tuple[tuple[str, ...], _Getter | None, list[str]]
-_SHAPES: dict[tuple[Any, ...], _Shape] = {}
-#: A shape's getter and parts by the fields present, for a shape not met before.
-_SHAPES_BY_PRESENT: dict[tuple[str, ...], tuple[_Getter | None, list[str]]] = {}
-_SHAPE_CACHE_SIZE: Final = 1024
-#: Events with more keys than this take the per-field way (no key tuple to cache).
-_SHAPE_MAX_KEYS: Final = 64
-#: The bytes quote_plus leaves as they are: deleted, what is left needs quoting.
-_SAFE_BYTES: Final = bytes(code for code in range(128) if code not in _ASCII_QUOTES)
-#: Each other ASCII code but ``%``, space, ``&`` and ``=``: the character and its quoting.
-_REPLACEMENTS: Final = {
-    code: (chr(code), quoted) for code, quoted in _ASCII_QUOTES.items() if chr(code) not in "% &="
-}
-_PERCENT: Final = ord("%")
-_SPACE: Final = ord(" ")
-_AMPERSAND: Final = ord("&")
-_EQUALS: Final = ord("=")
-
-
-def _shape(data: dict[str, Any], fields: tuple[str, ...]) -> _Shape:
-    """The shape of events with ``data``'s keys for ``fields``; without an itemgetter when
-    the fast way does not fit: fewer than two fields present (an itemgetter of one gives
-    no tuple) or a name that needs quoting. Its getter and parts are those of every shape
-    with the same fields present, made once: events whose keys vary beyond the payload's
-    (an extra key of their own, say) cost ~12k instructions more each, not ~34k."""
-    present = tuple([name for name in fields if name in data])
-    made = _SHAPES_BY_PRESENT.get(present)
-    if made is None:
-        if len(present) < 2 or not _PLAIN_NAMES.issuperset(present):
-            made = None, []
-        else:
-            parts: list[str] = []
-            for name in present:
-                parts += ("&" + _PAIR_PREFIXES[name] if parts else _PAIR_PREFIXES[name], "")
-            made = itemgetter(*present), parts
-        if len(_SHAPES_BY_PRESENT) >= _SHAPE_CACHE_SIZE:
-            _SHAPES_BY_PRESENT.clear()
-        _SHAPES_BY_PRESENT[present] = made
-    return fields, *made
 
 
 #: The W3C trace context headers a request passes on: ``traceparent``, then ``tracestate``
@@ -380,20 +259,20 @@ class RequestTemplate:
         headers = self.headers + ((EVENT_ID_HEADER, event.event_id),)  # noqa: RUF005
         if trace is not None:
             headers += trace[: self.trace_limit]
+        # payload_fields(event), inline (once per event).
+        if event.kind is _CALL:
+            payload = _CALL_PAYLOAD
+        elif event.event_type == LOGIN or event.event_type == LOGOUT:
+            payload = _LOGIN_PAYLOAD
+        else:
+            payload = _STATE_PAYLOAD
         try:
             if self.as_json:
-                # payload_fields(event), inline (once per event).
-                if event.kind is _CALL:
-                    payload = _CALL_PAYLOAD
-                elif event.event_type == LOGIN or event.event_type == LOGOUT:
-                    payload = _LOGIN_PAYLOAD
-                else:
-                    payload = _STATE_PAYLOAD
                 body = orjson.dumps(payload.of(data))
                 return self.make_request(
                     "POST", self.url, headers, body, self.timeout, self.host_key, event.event_id
                 )
-            query = self._query(data, payload_fields(event))
+            query = form_query(data, payload.plan(data))
         except orjson.JSONEncodeError as exc:
             raise UnformattableEventError(f"a payload value cannot be encoded ({exc})") from None
         # The payload is never empty: account_id and event_type are in every list.
@@ -406,61 +285,6 @@ class RequestTemplate:
             self.host_key,
             event.event_id,
         )
-
-    @staticmethod
-    def _query(data: dict[str, Any], fields: tuple[str, ...]) -> str:
-        """The form-encoded payload: by the event's shape when its values are ASCII
-        strings without ``&`` or ``=`` (see ``_SHAPES``), else :meth:`_pairs` joined."""
-        if len(data) <= _SHAPE_MAX_KEYS:
-            key = (id(fields), *data)
-            shape = _SHAPES.get(key)
-            if shape is None or shape[0] is not fields:  # (an id reused: another list)
-                if len(_SHAPES) >= _SHAPE_CACHE_SIZE:
-                    _SHAPES.clear()
-                shape = _SHAPES[key] = _shape(data, fields)
-            getter = shape[1]
-            if getter is not None:
-                values = getter(data)
-                try:
-                    joined = "".join(values)
-                except TypeError:  # a value that is not a string
-                    return "&".join(RequestTemplate._pairs(data, fields))
-                if joined.isascii():
-                    parts = shape[2].copy()
-                    parts[1::2] = values
-                    query = "".join(parts)
-                    unsafe = joined.encode().translate(None, _SAFE_BYTES)
-                    if not unsafe:
-                        return query
-                    found = set(unsafe)
-                    if _AMPERSAND not in found and _EQUALS not in found:
-                        if _PERCENT in found:
-                            query = query.replace("%", "%25")
-                        for code in found:
-                            replacement = _REPLACEMENTS.get(code)
-                            if replacement is not None:
-                                query = query.replace(*replacement)
-                        if _SPACE in found:
-                            query = query.replace(" ", "+")
-                        return query
-        return "&".join(RequestTemplate._pairs(data, fields))
-
-    @staticmethod
-    def _pairs(data: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
-        """``name=value`` for each field the event has: :func:`form_quote` of
-        :func:`query_value`, with their common cases (a string that needs no quoting)
-        inline, as this runs for every field of the URL-encoded events that
-        :meth:`_query` does not encode its fast way."""
-        pairs = []
-        for name in fields:
-            value = data.get(name, _MISSING)
-            if value is _MISSING:
-                continue
-            text = value if type(value) is str else query_value(value)
-            if _NEEDS_QUOTING(text) is not None:
-                text = form_quote(text)
-            pairs.append(_PAIR_PREFIXES[name] + text)
-        return pairs
 
 
 def compile_template(

@@ -60,3 +60,11 @@ def test_shapes_beyond_the_kept_number_are_planned_per_event(monkeypatch: Any) -
     for data in shapes * 2:
         assert list(payload.of(data).items()) == reference(AGENT_LOGIN_FIELDS, data)
     assert len(payload._plans) == 2
+
+
+def test_a_shape_of_more_keys_than_kept_is_planned_per_event() -> None:
+    payload = Payload(AGENT_LOGIN_FIELDS)
+    data = {**{f"x{n}": n for n in range(payload_module.PLAN_MAX_KEYS)}, "account_id": "1"}
+    assert list(payload.of(data).items()) == [("account_id", "1")]
+    assert payload.plan(data).present == ("account_id",)
+    assert payload._plans == {}

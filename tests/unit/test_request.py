@@ -13,15 +13,13 @@ from hypothesis import strategies as st
 
 from stream_wfm import __version__
 from stream_wfm.delivery.exceptions import UnformattableEventError
+from stream_wfm.delivery.form import form_encode, form_quote, query_value
 from stream_wfm.delivery.request import (
     DEFAULT_USER_AGENT,
     RequestTemplate,
     WebhookRequest,
     compile_template,
-    form_encode,
-    form_quote,
     host_key_of,
-    query_value,
     trace_context,
 )
 from stream_wfm.events import (
