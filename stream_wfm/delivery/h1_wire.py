@@ -65,6 +65,10 @@ def encode_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
     which config validation should have refused) or text that is not Latin-1."""
     if len(headers) == 1:  # the usual rest of a request after its cached block
         name, value = headers[0]
+        if value.isascii() and value.isprintable() and name.isascii() and name.isprintable():
+            # Printable ASCII holds no CR or LF and is Latin-1: the checks below are not
+            # needed (3.6k -> 1.6k instructions for an X-WFM-Event-Id header).
+            return f"{name}: {value}\r\n".encode()
         block = f"{name}: {value}\r\n"
     else:
         block = "".join([f"{name}: {value}\r\n" for name, value in headers])
