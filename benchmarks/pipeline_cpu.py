@@ -12,9 +12,14 @@ comparisons on a busy 2-core machine, where ``stream-wfm bench`` moves by ±15 %
     python benchmarks/pipeline_cpu.py --selected-fraction 0 --events 300000   # filtered
     python benchmarks/pipeline_cpu.py --profile                # cProfile, top 25
     python benchmarks/pipeline_cpu.py --setup-only             # builds the messages, no run
+    python benchmarks/pipeline_cpu.py --bytecodes --events 2000  # bytecodes per function
 
 ``--setup-only`` is for instruction counts: callgrind's count of the pipeline alone is a
-full run's minus a set-up-only run's of the same events.
+full run's minus a set-up-only run's of the same events. ``--bytecodes`` is the profile
+callgrind cannot give (it sees CPython's C functions, not the Python ones): how many
+bytecodes each Python function runs per event, counted with ``sys.settrace`` opcode
+events over ``--events`` and three times as many, minus set-up-only runs of the same;
+deterministic, and slow (use a few thousand events).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import cProfile
 import gc
 import pstats
 import resource
+import sys
 import time
+from collections import Counter
+from types import FrameType
 from typing import Any
 
 from confluent_kafka import Message
@@ -136,6 +144,46 @@ async def measure(
     }
 
 
+def bytecodes_per_event(events: int, fraction: float, fmt: str) -> dict[str, float]:
+    """Bytecodes run per event, by function (``path:name``), pipeline alone: the
+    differential of traced runs of ``events`` and ``3 * events`` events, minus that of
+    set-up-only runs (see the module's docstring)."""
+    counts: Counter[str] = Counter()
+    names: dict[object, str] = {}
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "opcode":
+            code = frame.f_code
+            name = names.get(code)
+            if name is None:
+                parts = code.co_filename.rsplit("/stream_wfm/", 1)
+                path = "stream_wfm/" + parts[1] if len(parts) == 2 else code.co_filename
+                name = names[code] = f"{path}:{code.co_name}"
+            counts[name] += 1
+        return local
+
+    def start(frame: FrameType, event: str, arg: object) -> Any:
+        frame.f_trace_opcodes = True
+        return local
+
+    def traced(n: int, setup_only: bool) -> Counter[str]:
+        counts.clear()
+        sys.settrace(start)
+        try:
+            run_on_loop(measure(n, fraction, fmt, False, setup_only))
+        finally:
+            sys.settrace(None)
+        return Counter(counts)
+
+    small, large = traced(events, False), traced(3 * events, False)
+    setup_small, setup_large = traced(events, True), traced(3 * events, True)
+    per_event = {
+        name: ((large[name] - small[name]) - (setup_large[name] - setup_small[name])) / (2 * events)
+        for name in large.keys() | small.keys()
+    }
+    return {name: n for name, n in per_event.items() if n >= 0.5}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -143,7 +191,14 @@ def main() -> None:
     parser.add_argument("--format", choices=("json", "urlencoded"), default="json")
     parser.add_argument("--profile", action="store_true", help="cProfile (inflates the CPU)")
     parser.add_argument("--setup-only", action="store_true", help="build the messages, no run")
+    parser.add_argument("--bytecodes", action="store_true", help="bytecodes per function")
     args = parser.parse_args()
+    if args.bytecodes:
+        table = bytecodes_per_event(args.events, args.selected_fraction, args.format)
+        print(f"{sum(table.values()):.0f} bytecodes per event (pipeline alone), by function:")
+        for name, n in sorted(table.items(), key=lambda item: -item[1]):
+            print(f"{n:8.1f}  {name}")
+        return
     coro = measure(args.events, args.selected_fraction, args.format, args.profile, args.setup_only)
     result = run_on_loop(coro)
     if result is None:
