@@ -24,7 +24,7 @@ Tests hold both ways equal to ``urlencode``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, Final
 from urllib.parse import quote_plus
@@ -34,7 +34,7 @@ import orjson
 from stream_wfm.delivery.payload import Plan
 from stream_wfm.events import AGENT_LOGIN_FIELDS, AGENT_STATE_FIELDS, CALL_FIELDS
 
-__all__ = ["form_encode", "form_query", "form_quote", "query_value"]
+__all__ = ["form_query", "form_quote", "query_value"]
 
 # A regex finds the (many) values that need no quoting; for ASCII text one
 # str.translate does the rest; quoted values are cached, since dates, user names and
@@ -66,11 +66,6 @@ def form_quote(text: str) -> str:
                 _QUOTE_CACHE.clear()
             _QUOTE_CACHE[text] = quoted
     return quoted
-
-
-def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
-    """``urllib.parse.urlencode(pairs)`` for ``str`` names and values."""
-    return "&".join([f"{form_quote(name)}={form_quote(value)}" for name, value in pairs])
 
 
 def query_value(value: Any) -> str:
