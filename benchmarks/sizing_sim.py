@@ -423,6 +423,13 @@ def size(
 
 
 def grid(args: argparse.Namespace) -> None:
+    def sized(accounts: int, rate: float, latency_ms: float, max_in_flight: int) -> Cell:
+        """:func:`size` with this run's CPU per event, loop share and target."""
+        return size(
+            accounts, rate, latency_ms, cost_us=args.cost_us, loop_share=args.loop_share,
+            target=args.target, max_in_flight=max_in_flight,
+        )  # fmt: skip
+
     print(
         f"# CPU {args.cost_us:g} us/event ({args.loop_share:.0%} on the loop), target loop "
         f"utilisation {args.target:.0%}, max_in_flight {args.max_in_flight}"
@@ -432,18 +439,7 @@ def grid(args: argparse.Namespace) -> None:
         print("| events/s | 10 ms | 100 ms | 500 ms | partitions (10 ms / 500 ms) |")
         print("|---|---|---|---|---|")
         for rate in RATES:
-            cells = [
-                size(
-                    10_000,
-                    rate,
-                    lat,
-                    cost_us=args.cost_us,
-                    loop_share=args.loop_share,
-                    target=args.target,
-                    max_in_flight=mif,
-                )
-                for lat in LATENCIES_MS
-            ]
+            cells = [sized(10_000, rate, lat, mif) for lat in LATENCIES_MS]
             row = " | ".join(f"{c.instances} ({c.by_cpu}/{c.by_in_flight})" for c in cells)
             print(f"| {rate:,} | {row} | {cells[0].partitions} / {cells[2].partitions} |")
     print("\n## memory per instance (MB): at ready, all accounts active, + backlog and slots")
@@ -462,18 +458,7 @@ def grid(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     for accounts in ACCOUNTS:
         for rate in RATES:
-            cells = [
-                size(
-                    accounts,
-                    rate,
-                    lat,
-                    cost_us=args.cost_us,
-                    loop_share=args.loop_share,
-                    target=args.target,
-                    max_in_flight=args.raised_in_flight,
-                )
-                for lat in LATENCIES_MS
-            ]
+            cells = [sized(accounts, rate, lat, args.raised_in_flight) for lat in LATENCIES_MS]
             n = " / ".join(str(c.instances) for c in cells)
             print(
                 f"| {accounts:,} | {rate:,} | {n} | {max(c.partitions for c in cells)} | "
@@ -487,15 +472,7 @@ def grid(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for rate in RATES:
         for lat in LATENCIES_MS:
-            c = size(
-                10_000,
-                rate,
-                lat,
-                cost_us=args.cost_us,
-                loop_share=args.loop_share,
-                target=args.target,
-                max_in_flight=args.raised_in_flight,
-            )
+            c = sized(10_000, rate, lat, args.raised_in_flight)
             r = loop_sim(
                 c.per_instance,
                 args.cost_us * args.loop_share,
@@ -522,15 +499,7 @@ def grid(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for accounts in ACCOUNTS:
         for rate in RATES:
-            c = size(
-                accounts,
-                rate,
-                100,
-                cost_us=args.cost_us,
-                loop_share=args.loop_share,
-                target=args.target,
-                max_in_flight=args.raised_in_flight,
-            )
+            c = sized(accounts, rate, 100, args.raised_in_flight)
             r_e = rate / accounts / c.instances
             reps = args.replicas if r_e < 0.1 else (3 if r_e < 1.0 else 1)
             seeds = range(args.seed, args.seed + reps)
